@@ -1,0 +1,382 @@
+"""Target files: the strict model of `targets/NAME.yaml` and how one is found and loaded.
+
+A target file says where the device is (interfaces), what it claims (component type, SL-T, policies)
+and what the harness may do to it (safety). Unknown keys are rejected so that a typo never silently
+turns a check off. Credentials are only ever `${ENV_VAR}` references, resolved at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import HarnessError
+
+TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+DEFAULT_TARGET = "sim-plc"
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentType(StrEnum):
+    """The four 62443-4-2 component types, with the prefix the catalogue uses for their rows."""
+
+    software_application = "SAR"
+    embedded_device = "EDR"
+    host_device = "HDR"
+    network_device = "NDR"
+
+
+class Identity(Strict):
+    vendor: str
+    model: str
+    firmware: str
+    serial_number: str | None = None
+
+
+# --- interfaces: where each one is. Address fields may be left out only when an emulator supplies them.
+
+
+class Timeouts(Strict):
+    connect_s: float = Field(2.0, gt=0, le=60)
+    reply_s: float = Field(1.0, gt=0, le=60)
+
+
+class ModbusTcp(Strict):
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=255)
+    timeouts: Timeouts = Timeouts()
+
+
+class ModbusRtu(Strict):
+    url: str | None = Field(None, description="any pyserial URL: /dev/ttyUSB0, socket://h:p, rfc2217://h:p")
+    baudrate: int = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    unit_id: int = Field(1, ge=1, le=247)
+    timeouts: Timeouts = Timeouts()
+
+
+class Can(Strict):
+    interface: str = Field(description="python-can interface: socketcan, pcan, kvaser, slcan, ...")
+    channel: str | None = None
+    bitrate: int = 500_000
+    node_id: int = Field(1, ge=1, le=127, description="CANopen-style node id of the device")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra python-can Bus kwargs")
+    timeouts: Timeouts = Timeouts()
+
+
+class Ssh(Strict):
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    host_key_fingerprint: str | None = Field(None, description="SHA256:... ; pinned when given")
+    timeouts: Timeouts = Timeouts()
+
+
+class Console(Strict):
+    url: str | None = Field(None, description="pyserial URL of the serial console")
+    baudrate: int = 115200
+    login_prompt: str = Field("login:", description="regular expression")
+    password_prompt: str = Field("[Pp]assword:", description="regular expression")
+    shell_prompt: str = Field(r"[$#>] ?$", description="regular expression matched at the end of output")
+    timeouts: Timeouts = Timeouts(connect_s=2.0, reply_s=2.0)
+
+
+class Interfaces(Strict):
+    modbus_tcp: ModbusTcp | None = None
+    modbus_rtu: ModbusRtu | None = None
+    can: Can | None = None
+    ssh: Ssh | None = None
+    console: Console | None = None
+
+    def declared(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+INTERFACE_NAMES = tuple(Interfaces.model_fields)
+_ADDRESS_FIELDS = {"modbus_tcp": ("host", "port"), "modbus_rtu": ("url",), "can": ("channel",),
+                   "ssh": ("host", "port"), "console": ("url",)}
+
+
+# --- accounts and credentials
+
+
+class Secret(str):
+    """A resolved credential. Its repr never shows the value, and reports redact it wherever it appears."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+EnvRef = Annotated[str, Field(pattern=_ENV_REF.pattern, description="${ENV_VAR}: never a literal secret")]
+
+
+class Account(Strict):
+    username: str
+    password: EnvRef | None = None
+    private_key_file: EnvRef | None = Field(None, description="${ENV_VAR} holding the path of a key file")
+    role: str
+    purpose: Literal["normal", "lockout_test", "password_test"] = Field(
+        "normal", description="dedicated accounts the destructive credential tests may lock or change")
+
+
+# --- what the device claims: essential function, policies, services
+
+
+class CoilToggle(Strict):
+    kind: Literal["coil"] = "coil"
+    address: int = Field(ge=0, le=65535)
+    high_s: float = Field(gt=0)
+    low_s: float = Field(gt=0)
+
+
+class RegisterCounter(Strict):
+    kind: Literal["counter"] = "counter"
+    address: int = Field(ge=0, le=65535)
+    period_s: float = Field(gt=0, description="one increment per period")
+
+
+class CanHeartbeat(Strict):
+    kind: Literal["can_heartbeat"] = "can_heartbeat"
+    can_id: int = Field(ge=0, le=0x1FFFFFFF)
+    period_s: float = Field(gt=0)
+
+
+class ConsoleLine(Strict):
+    kind: Literal["console_line"] = "console_line"
+    pattern: str
+    period_s: float = Field(gt=0)
+
+
+Signal = Annotated[CoilToggle | RegisterCounter | CanHeartbeat | ConsoleLine, Field(discriminator="kind")]
+
+
+class EssentialFunction(Strict):
+    description: str
+    via: Literal["modbus_tcp", "modbus_rtu", "can", "console"] = Field(
+        description="the channel the monitor watches; keep it apart from the one under attack")
+    signal: Signal
+    jitter_s: float = Field(0.1, gt=0, description="tolerated deviation of each transition")
+    min_within_jitter: float = Field(0.95, gt=0, le=1)
+    max_gap_s: float = Field(gt=0, description="longest tolerated time without any expected transition")
+
+
+class LockoutPolicy(Strict):
+    threshold: int = Field(ge=1, description="failed attempts that lock the account")
+    unlock_after_s: float | None = Field(None, gt=0, description="None: only an administrator unlocks")
+    admin_unlock: str | None = Field(None, description="command key in shell.commands that unlocks")
+
+
+class PasswordPolicy(Strict):
+    min_length: int = Field(8, ge=1)
+    require_classes: int = Field(1, ge=1, le=4, description="of lower, upper, digit, symbol")
+    history: int = Field(0, ge=0, description="previous passwords that may not be reused")
+    max_lifetime_days: int | None = None
+
+
+class SessionPolicy(Strict):
+    idle_timeout_s: float | None = Field(None, gt=0)
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class Shell(Strict):
+    """How the management shell (SSH and console) is driven: one template per operation."""
+
+    commands: dict[str, str] = Field(default_factory=dict, description="operation -> command template")
+    denied_pattern: str = Field("permission denied", description="regular expression of a refusal")
+
+
+class Policies(Strict):
+    lockout: LockoutPolicy | None = None
+    password: PasswordPolicy | None = None
+    session: SessionPolicy = SessionPolicy()
+    banner: str | None = Field(None, description="notice expected before authentication (CR 1.12)")
+    roles: dict[str, list[str]] = Field(default_factory=dict, description="role -> operations it may do")
+    forced_initial_password_change: bool = False
+    multifactor: bool = False
+
+
+class Service(Strict):
+    name: str
+    interface: str | None = Field(None, description="the interface that provides it, when it is one")
+    port: int | None = Field(None, ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+# --- what the harness may do
+
+
+AddressRange = tuple[int, int]
+
+
+class Writable(Strict):
+    coils: list[AddressRange] = Field(default_factory=list)
+    holding_registers: list[AddressRange] = Field(default_factory=list)
+    can_ids: list[AddressRange] = Field(default_factory=list)
+
+    @field_validator("coils", "holding_registers", "can_ids")
+    @classmethod
+    def _ordered(cls, ranges: list[AddressRange]) -> list[AddressRange]:
+        for lo, hi in ranges:
+            if lo > hi:
+                raise ValueError(f"range [{lo}, {hi}] is reversed: write it as [{hi}, {lo}]")
+        return ranges
+
+
+class Budget(Strict):
+    examples: int = Field(2000, ge=1)
+    seconds: float = Field(30.0, gt=0)
+
+
+class Safety(Strict):
+    allow_writes: bool = False
+    allow_fuzzing: bool = False
+    allow_floods: bool = False
+    writable: Writable = Writable()
+    max_rate_per_s: float = Field(50.0, gt=0, description="cap on requests per second, per interface")
+    rates: dict[str, float] = Field(default_factory=dict, description="per-interface override of the cap")
+    fuzz_budget: dict[str, Budget] = Field(default_factory=dict, description="per-interface fuzz budget")
+
+    def rate_for(self, interface: str) -> float:
+        return self.rates.get(interface, self.max_rate_per_s)
+
+
+class Countermeasure(Strict):
+    rows: list[str] = Field(min_length=1, description="catalogue ids it answers, e.g. 'CR 1.1'")
+    interfaces: list[str] = Field(default_factory=list, description="empty: every interface")
+    justification: str = Field(min_length=10)
+
+
+class Emulator(Strict):
+    kind: Literal["simplc", "qemu"]
+    profile: str
+    faults: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recovery(Strict):
+    command: str | None = Field(None, description="shell command that restores the device, e.g. a power cycle")
+    wait_s: float = Field(10.0, gt=0, le=600)
+
+
+class Syslog(Strict):
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(0, ge=0, le=65535, description="0: pick a free port (emulated targets)")
+
+
+class TargetSpec(Strict):
+    schema_version: Literal[1] = 1
+    identity: Identity
+    component_type: ComponentType
+    security_level: int = Field(ge=1, le=4, description="claimed SL-T")
+    interfaces: Interfaces
+    accounts: dict[str, Account] = Field(default_factory=dict)
+    essential_function: EssentialFunction | None = None
+    services: list[Service] = Field(default_factory=list, description="what the vendor declares open (CR 7.7)")
+    policies: Policies = Policies()
+    shell: Shell = Shell()
+    safety: Safety = Safety()
+    countermeasures: list[Countermeasure] = Field(default_factory=list)
+    recovery: Recovery = Recovery()
+    syslog: Syslog | None = None
+    emulator: Emulator | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TargetSpec:
+        if self.emulator is None:
+            for name in self.interfaces.declared():
+                iface = getattr(self.interfaces, name)
+                missing = [f for f in _ADDRESS_FIELDS[name] if getattr(iface, f) is None]
+                if missing:
+                    raise ValueError(f"interfaces.{name} needs {', '.join(missing)} (only an emulated "
+                                     "target may leave its address to the emulator)")
+        for account in self.accounts.values():
+            if self.policies.roles and account.role not in self.policies.roles:
+                raise ValueError(f"account {account.username!r} has role {account.role!r}, which "
+                                 f"policies.roles does not define (defined: {', '.join(self.policies.roles)})")
+        ef = self.essential_function
+        if ef and getattr(self.interfaces, ef.via) is None:
+            raise ValueError(f"essential_function.via is {ef.via!r}, which interfaces does not declare")
+        return self
+
+    def with_endpoints(self, endpoints: dict[str, dict[str, Any]]) -> TargetSpec:
+        """The same target with interface addresses filled in (by an emulator that picked them)."""
+        updated = {}
+        for name, fields in endpoints.items():
+            iface = getattr(self.interfaces, name, None)
+            if iface is not None:
+                updated[name] = iface.model_copy(update=fields)
+        return self.model_copy(update={"interfaces": self.interfaces.model_copy(update=updated)})
+
+
+# --- loading
+
+
+def available_targets(directory: Path = TARGETS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def find_target_file(name_or_path: str, directory: Path = TARGETS_DIR) -> Path:
+    """A bare name means targets/NAME.yaml; anything with a slash or a .yaml suffix is a path."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise HarnessError(f"target file {path} does not exist: check the path given to --target")
+        return path
+    path = directory / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_targets(directory)) or "none"
+        raise HarnessError(f"unknown target {name_or_path!r}: no {path}; available targets: {known} "
+                           "(or give a path to a target file)")
+    return path
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where!r}: remove it or fix its spelling"
+    if error["type"] == "missing":
+        return f"missing key {where!r}: add it"
+    if error["type"] == "string_pattern_mismatch" and where.endswith(("password", "private_key_file")):
+        return f"{where} must be an environment reference like '${{PLC01_ADMIN_PASSWORD}}', never a literal"
+    return f"{where}: {error['msg']}"
+
+
+def load_target(path: Path) -> TargetSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HarnessError(f"cannot read target file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise HarnessError(f"target file {path} does not parse{at}: {problem}; fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise HarnessError(f"target file {path} must be a YAML mapping of keys (identity, interfaces, ...)")
+    try:
+        return TargetSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = _describe(exc.errors()[0])
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise HarnessError(f"target file {path}: {first}{more}") from None
+
+
+def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) -> Secret:
+    """Resolve one `${VAR}` reference from the environment (or values an emulator handed over)."""
+    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    value = (extra or {}).get(var, os.environ.get(var))
+    if value is None:
+        raise HarnessError(f"credential of account {account!r} needs environment variable {var}, which is "
+                           f"not set: export {var}=... before running")
+    return Secret(value)

@@ -1,0 +1,107 @@
+"""Verdicts, and the one pure rollup from test outcomes to row verdicts and the SL-C vector.
+
+Nothing here does I/O: the plugin records `Outcome`s as tests end, and the reporters call `rollup`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from harness.catalogue import FRS, Row
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    MANUAL = "manual"
+    NA = "n/a"
+    ERROR = "error"
+    NOT_RUN = "not-run"
+    COMPENSATED = "compensated"  # satisfied by a compensating countermeasure (CCSC 2)
+    NOT_TESTED = "not-tested"  # no test judges the row yet
+
+
+# When several tests judge one row, the row takes the first of these that any of them has: a single
+# failure decides; an inconclusive part (error, not run) keeps the row from passing; manual work still
+# pending keeps it from passing; a countermeasure is a weaker claim than a plain pass.
+PRECEDENCE = (Verdict.FAIL, Verdict.ERROR, Verdict.NOT_RUN, Verdict.MANUAL, Verdict.COMPENSATED,
+              Verdict.PASS, Verdict.NA)
+
+# Verdicts that let a row count as met when the SL-C is computed.
+MET = frozenset({Verdict.PASS, Verdict.COMPENSATED, Verdict.NA})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one test (one parametrization) concluded about the rows it judges."""
+
+    test: str
+    rows: tuple[str, ...]
+    verdict: Verdict
+    reason: str = ""
+    interface: str | None = None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowResult:
+    row: Row
+    verdict: Verdict
+    reason: str
+    tests: tuple[Outcome, ...] = field(default_factory=tuple)
+
+
+def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
+              countermeasures: Mapping[str, str] | None = None) -> RowResult:
+    """The verdict of one row from the outcomes of the tests that judge it.
+
+    `component_type` is 'SAR', 'EDR', 'HDR' or 'NDR'. `countermeasures` maps a row id (or
+    'row id|interface') to the justification a target file gives for it; a failure it covers becomes
+    COMPENSATED.
+    """
+    outs = tuple(outcomes)
+    if not row.has_requirement:
+        return RowResult(row, Verdict.NA, "no component-level requirement in IEC 62443-4-2", outs)
+    if not row.applies(component_type):
+        kinds = "/".join(sorted(row.applies_to))
+        return RowResult(row, Verdict.NA, f"applies to {kinds} components, not {component_type}", outs)
+    if not outs:
+        return RowResult(row, Verdict.NOT_TESTED, "no test judges this row yet", outs)
+    cms = countermeasures or {}
+    adjusted = []
+    for out in outs:
+        justification = cms.get(f"{row.id}|{out.interface}") or cms.get(row.id)
+        if out.verdict is Verdict.FAIL and justification:
+            out = Outcome(out.test, out.rows, Verdict.COMPENSATED,
+                          f"{out.reason}; compensating countermeasure: {justification}",
+                          out.interface, out.evidence)
+        adjusted.append(out)
+    for verdict in PRECEDENCE:
+        deciding = [o for o in adjusted if o.verdict is verdict]
+        if deciding:
+            reason = "; ".join(dict.fromkeys(o.reason for o in deciding if o.reason))
+            return RowResult(row, verdict, reason, tuple(adjusted))
+    raise AssertionError(f"outcome verdicts outside PRECEDENCE: {[o.verdict for o in adjusted]}")
+
+
+def sl_capability(results: Iterable[RowResult], *, accept_manual: bool = False) -> dict[str, int]:
+    """SL-C per FR: the highest SL n (0-4) for which every row required at n or below is met."""
+    met = MET | {Verdict.MANUAL} if accept_manual else MET
+    blocking: dict[str, int] = {fr: 5 for fr in FRS}  # lowest min_sl of a row not met, per FR
+    for res in results:
+        if res.row.min_sl is None or res.verdict in met:
+            continue
+        blocking[res.row.fr] = min(blocking[res.row.fr], res.row.min_sl)
+    return {fr: blocking[fr] - 1 for fr in FRS}
+
+
+def rollup(catalogue: Iterable[Row], outcomes: Iterable[Outcome], component_type: str,
+           countermeasures: Mapping[str, str] | None = None) -> list[RowResult]:
+    """Every catalogue row, in catalogue order, with its verdict."""
+    by_row: dict[str, list[Outcome]] = {}
+    for out in outcomes:
+        for rid in out.rows:
+            by_row.setdefault(rid, []).append(out)
+    return [judge_row(row, by_row.get(row.id, ()), component_type, countermeasures) for row in catalogue]

@@ -1,0 +1,50 @@
+"""Emulated devices for the harness to test: devices, not part of the harness.
+
+Nothing under `labs/` imports `harness`, `fixtures` or `conformance`: an emulator is judged only by
+what its interfaces do. The harness starts one through `start()` when a target file names it.
+
+Contract shared by every emulator kind (`simplc`, `qemu`):
+- `start(kind, profile, faults=(), options=None, syslog=None) -> Running`, returning only once every
+  interface really answers (a Modbus read, an SSH login), or raising `LabError` with one line naming the
+  cause and the fix, having left no process behind.
+- `Running.endpoints`: interface name -> address fields, in the target file's words
+  (`{"modbus_tcp": {"host": "127.0.0.1", "port": 15020}, "console": {"url": "/dev/pts/7"}, ...}`).
+- `Running.secrets`: environment-variable name -> value for the accounts the device provisioned
+  (the target file refers to them as `${SIMPLC_ADMIN_PASSWORD}` and so on).
+- `Running.set_fault(name | None)`, `Running.restart()`, `Running.stop()`; `Running.pid`, `Running.ready_s`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class LabError(Exception):
+    """One line: what went wrong starting or driving an emulated device, and how to fix it."""
+
+
+class Running(Protocol):
+    endpoints: dict[str, dict[str, Any]]
+    secrets: dict[str, str]
+    pid: int
+    ready_s: float
+
+    def set_fault(self, name: str | None) -> None: ...
+    def restart(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+KINDS = ("simplc", "qemu")
+
+
+def start(kind: str, profile: str, faults: tuple[str, ...] | list[str] = (),
+          options: dict[str, Any] | None = None, syslog: tuple[str, int] | None = None) -> Running:
+    if kind == "simplc":
+        from labs.simplc.launcher import start as start_simplc
+
+        return start_simplc(profile, faults=tuple(faults), options=options or {}, syslog=syslog)
+    if kind == "qemu":
+        from labs.qemu.launcher import start as start_qemu
+
+        return start_qemu(profile, faults=tuple(faults), options=options or {}, syslog=syslog)
+    raise LabError(f"unknown emulator kind {kind!r}: use one of {', '.join(KINDS)}")
