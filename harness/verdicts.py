@@ -6,7 +6,7 @@ Nothing here does I/O: the plugin records `Outcome`s as tests end, and the repor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from harness.catalogue import FRS, Row
@@ -43,6 +43,7 @@ class Outcome:
     reason: str = ""
     interface: str | None = None
     evidence: tuple[str, ...] = ()
+    checklist: tuple[str, ...] = ()  # what a human must check, for MANUAL outcomes
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,8 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
     for out in outs:
         justification = cms.get(f"{row.id}|{out.interface}") or cms.get(row.id)
         if out.verdict is Verdict.FAIL and justification:
-            out = Outcome(out.test, out.rows, Verdict.COMPENSATED,
-                          f"{out.reason}; compensating countermeasure: {justification}",
-                          out.interface, out.evidence)
+            out = replace(out, verdict=Verdict.COMPENSATED,
+                          reason=f"{out.reason}; compensating countermeasure: {justification}")
         adjusted.append(out)
     for verdict in PRECEDENCE:
         deciding = [o for o in adjusted if o.verdict is verdict]
