@@ -28,12 +28,18 @@ class Strict(BaseModel):
 
 
 class ComponentType(StrEnum):
-    """The four 62443-4-2 component types, with the prefix the catalogue uses for their rows."""
+    """The four 62443-4-2 component types."""
 
-    software_application = "SAR"
-    embedded_device = "EDR"
-    host_device = "HDR"
-    network_device = "NDR"
+    software_application = "software_application"
+    embedded_device = "embedded_device"
+    host_device = "host_device"
+    network_device = "network_device"
+
+    @property
+    def code(self) -> str:
+        """The prefix the catalogue uses for this type's rows: SAR, EDR, HDR, NDR."""
+        return {"software_application": "SAR", "embedded_device": "EDR", "host_device": "HDR",
+                "network_device": "NDR"}[self.value]
 
 
 class Identity(Strict):
@@ -163,8 +169,9 @@ Signal = Annotated[CoilToggle | RegisterCounter | CanHeartbeat | ConsoleLine, Fi
 
 class EssentialFunction(Strict):
     description: str
-    via: Literal["modbus_tcp", "modbus_rtu", "can", "console"] = Field(
-        description="the channel the monitor watches; keep it apart from the one under attack")
+    via: list[Literal["modbus_tcp", "modbus_rtu", "can", "console"]] = Field(
+        min_length=1, description="channels the monitor may watch, by preference; it takes the first one "
+        "that is not under attack")
     signal: Signal
     jitter_s: float = Field(0.1, gt=0, description="tolerated deviation of each transition")
     min_within_jitter: float = Field(0.95, gt=0, le=1)
@@ -305,8 +312,9 @@ class TargetSpec(Strict):
                 raise ValueError(f"account {account.username!r} has role {account.role!r}, which "
                                  f"policies.roles does not define (defined: {', '.join(self.policies.roles)})")
         ef = self.essential_function
-        if ef and getattr(self.interfaces, ef.via) is None:
-            raise ValueError(f"essential_function.via is {ef.via!r}, which interfaces does not declare")
+        for via in ef.via if ef else ():
+            if getattr(self.interfaces, via) is None:
+                raise ValueError(f"essential_function.via names {via!r}, which interfaces does not declare")
         return self
 
     def with_endpoints(self, endpoints: dict[str, dict[str, Any]]) -> TargetSpec:

@@ -1,0 +1,277 @@
+"""The pytest plugin's options and hooks: targets, catalogue markers, verdict recording, reports.
+
+Fixtures (what a test asks for: `target`, `modbus`, `ssh`, ...) live in `fixtures/plugin.py`; this
+module decides *which* tests run against *which* targets and interfaces, turns each test's outcome into
+a verdict the moment it ends, and writes the report folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness import __version__
+from harness.catalogue import check_ids
+from harness.errors import HarnessError
+from harness.evidence import Evidence, redact
+from harness.outcomes import TargetUnavailable, VerdictOutcome
+from harness.target import DEFAULT_TARGET, INTERFACE_NAMES, TargetSpec, find_target_file, load_target
+from harness.verdicts import Outcome, Verdict
+
+pytest_plugins = ["fixtures.plugin"]
+
+# Fixture name -> the interfaces a test using it runs over, when its marker gives no `over=`.
+FIXTURE_INTERFACES = {"modbus": ("modbus_tcp", "modbus_rtu"), "ssh": ("ssh",), "console": ("console",),
+                      "can_bus": ("can",)}
+
+
+@dataclass
+class LoadedTarget:
+    name: str
+    path: Path
+    spec: TargetSpec
+    run_dir: Path | None = None
+    writer: object | None = None  # harness.report.results.ResultsWriter, once the run folder exists
+
+
+@dataclass
+class HarnessState:
+    targets: dict[str, LoadedTarget]
+    reports_dir: Path
+    run_id: str
+    pending: list[tuple[str, Outcome]] = field(default_factory=list)  # recorded before the folders exist
+    started: bool = False
+
+
+STATE = pytest.StashKey[HarnessState]()
+EVIDENCE = pytest.StashKey[Evidence]()
+_PHASES = pytest.StashKey[dict[str, tuple[Verdict, str, tuple[str, ...]]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("iec62443", "IEC 62443-4-2 conformance harness")
+    group.addoption("--target", action="append", default=[], metavar="NAME|PATH",
+                    help=f"target to test: targets/NAME.yaml or a path; repeatable (default: {DEFAULT_TARGET})")
+    group.addoption("--reports-dir", default="reports", metavar="DIR",
+                    help="where reports/<target>/<run-id>/ are written (default: reports)")
+    group.addoption("--run-id", default=None, help="name of the run folder (default: UTC time + random suffix)")
+    group.addoption("--fuzz-examples", type=int, default=None, help="override every fuzz budget's examples")
+    group.addoption("--fuzz-seconds", type=float, default=None, help="override every fuzz budget's seconds")
+    group.addoption("--seed", type=int, default=None, help="seed for fuzz campaigns (printed and stored)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "judges(*ids, over=None): catalogue rows this test judges, and the "
+                            "interfaces it runs over")
+    names = config.getoption("target") or [DEFAULT_TARGET]
+    targets: dict[str, LoadedTarget] = {}
+    try:
+        for name in names:
+            path = find_target_file(name)
+            spec = load_target(path)
+            for cm in spec.countermeasures:
+                check_ids(cm.rows, f"target file {path} (countermeasures)")
+            targets[path.stem] = LoadedTarget(path.stem, path, spec)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    now = dt.datetime.now(dt.UTC)
+    run_id = config.getoption("run_id") or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+
+
+def _state(config: pytest.Config) -> HarnessState:
+    return config.stash[STATE]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("judges")
+    state = _state(metafunc.config)
+    if marker is not None:
+        where = f"test {metafunc.definition.nodeid}"
+        try:
+            if not marker.args:
+                raise HarnessError(f"{where} has a judges marker with no catalogue id; name the rows it judges")
+            check_ids(marker.args, where)
+            over = marker.kwargs.get("over")
+            if over is not None:
+                unknown = [i for i in over if i not in INTERFACE_NAMES]
+                if unknown:
+                    raise HarnessError(f"{where} runs over unknown interface {unknown[0]!r}; "
+                                       f"use one of {', '.join(INTERFACE_NAMES)}")
+        except HarnessError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if over is None:
+            used = [f for f in FIXTURE_INTERFACES if f in metafunc.fixturenames]
+            over = FIXTURE_INTERFACES[used[0]] if len(used) == 1 else None
+        if over:
+            metafunc.parametrize("interface", list(over), ids=list(over))
+    if "_target" in metafunc.fixturenames:
+        names = list(state.targets)
+        metafunc.parametrize("_target", names, ids=names, indirect=True, scope="session")
+
+
+# --- recording outcomes
+
+
+def _rows(item: pytest.Item) -> tuple[str, ...]:
+    marker = item.get_closest_marker("judges")
+    return tuple(marker.args) if marker else ()
+
+
+def _target_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("_target") if callspec else None
+
+
+def _first_line(text: str, limit: int = 400) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return redact(line if len(line) <= limit else line[:limit] + "...")
+
+
+def _classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[Verdict, str, tuple[str, ...]]:
+    if call.excinfo is None:
+        return (Verdict.PASS, "", ()) if report.passed else (Verdict.ERROR, "no outcome recorded", ())
+    exc = call.excinfo.value
+    if isinstance(exc, VerdictOutcome):
+        return exc.verdict, redact(exc.reason), exc.checklist
+    if isinstance(exc, pytest.skip.Exception):
+        return Verdict.NOT_RUN, _first_line(f"skipped: {exc.msg}"), ()
+    if call.when == "call" and isinstance(exc, AssertionError | pytest.fail.Exception):
+        return Verdict.FAIL, _first_line(str(exc) or "assertion failed"), ()
+    kind = "target unavailable" if isinstance(exc, TargetUnavailable) else type(exc).__name__
+    phase = "" if call.when == "call" else f"{call.when}: "
+    return Verdict.ERROR, _first_line(f"{phase}{kind}: {exc}"), ()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    rows = _rows(item)
+    if not rows:
+        return report
+    phases = item.stash.setdefault(_PHASES, {})
+    if call.when == "call" or call.excinfo is not None:
+        phases[call.when] = _classify(call, report)
+    if call.when == "teardown":
+        # the setup outcome decides when setup did not pass; a teardown error spoils a pass
+        verdict, reason, checklist = phases.get("setup") or phases.get("call") or (Verdict.ERROR, "not run", ())
+        if verdict is Verdict.PASS and "teardown" in phases:
+            verdict, reason, checklist = phases["teardown"]
+        ev = item.stash.get(EVIDENCE, None)
+        callspec = getattr(item, "callspec", None)
+        outcome = Outcome(test=item.nodeid, rows=rows, verdict=verdict, reason=reason,
+                          interface=callspec.params.get("interface") if callspec else None,
+                          evidence=tuple(ev.lines()) if ev else (), checklist=checklist)
+        _record(item.config, _target_of(item), outcome, duration=report.duration)
+        report.user_properties.append(("verdict", str(verdict)))
+    return report
+
+
+def _record(config: pytest.Config, target: str | None, outcome: Outcome, duration: float = 0.0) -> None:
+    state = _state(config)
+    names = [target] if target else list(state.targets)
+    for name in names:
+        loaded = state.targets[name]
+        if loaded.writer is None:
+            state.pending.append((name, outcome))
+        else:
+            loaded.writer.outcome(outcome, duration)  # type: ignore[attr-defined]
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _rows(item):
+            _record(item.config, _target_of(item),
+                    Outcome(item.nodeid, _rows(item), Verdict.NOT_RUN, "deselected on the command line"))
+
+
+# --- the report folder
+
+
+def _config_record(spec: TargetSpec) -> dict:
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+def _open_reports(state: HarnessState, config: pytest.Config) -> None:
+    from harness.report.results import ResultsWriter
+
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for loaded in state.targets.values():
+        run_dir = state.reports_dir / loaded.name / state.run_id
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            latest = run_dir.parent / "latest"
+            tmp = run_dir.parent / f".latest-{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(run_dir.name)
+            tmp.replace(latest)
+            writer = ResultsWriter(run_dir / "results.jsonl")
+        except OSError as exc:
+            raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
+                                    "writable or pass --reports-dir DIR") from None
+        spec = loaded.spec
+        countermeasures = {}
+        for cm in spec.countermeasures:
+            for row in cm.rows:
+                for iface in cm.interfaces or [None]:
+                    countermeasures[f"{row}|{iface}" if iface else row] = cm.justification
+        writer.header({
+            "harness_version": __version__, "run_id": state.run_id, "target": loaded.name,
+            "target_file": str(loaded.path), "identity": spec.identity.model_dump(),
+            "component_type": spec.component_type.code, "security_level": spec.security_level,
+            "config": _config_record(spec), "countermeasures": countermeasures, "started": started,
+            "command": redact(shlex.join(["pytest", *config.invocation_params.args])),
+        })
+        loaded.run_dir, loaded.writer = run_dir, writer
+    for name, outcome in state.pending:
+        state.targets[name].writer.outcome(outcome, 0.0)  # type: ignore[union-attr]
+    state.pending.clear()
+    state.started = True
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if session.config.option.collectonly:
+        return
+    if any(_rows(item) for item in session.items) or state.pending:
+        _open_reports(state, session.config)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _state(session.config)
+    if not state.started:
+        return
+    from harness.report import write_reports
+
+    for loaded in state.targets.values():
+        loaded.writer.end(int(exitstatus))  # type: ignore[union-attr]
+        try:
+            write_reports(loaded.run_dir)  # type: ignore[arg-type]
+        except OSError as exc:
+            sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
+                             f"`python -m harness.report {loaded.run_dir}`\n")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    state = _state(config)
+    if not state.started:
+        return
+    import json
+
+    from harness.report.summary import summary_lines
+
+    for loaded in state.targets.values():
+        matrix_file = loaded.run_dir / "matrix.json"  # type: ignore[operator]
+        if not matrix_file.is_file():
+            continue
+        terminalreporter.write_sep("=", f"IEC 62443-4-2 matrix: {loaded.name}")
+        for line in summary_lines(json.loads(matrix_file.read_text())):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"report: {loaded.run_dir}")
