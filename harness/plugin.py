@@ -22,7 +22,14 @@ from harness.catalogue import check_ids
 from harness.errors import HarnessError
 from harness.evidence import Evidence, redact
 from harness.outcomes import TargetUnavailable, VerdictOutcome
-from harness.target import DEFAULT_TARGET, INTERFACE_NAMES, TargetSpec, find_target_file, load_target
+from harness.target import (
+    DEFAULT_TARGET,
+    INTERFACE_NAMES,
+    TargetSpec,
+    find_target_file,
+    load_target,
+    resolve_secret,
+)
 from harness.verdicts import Outcome, Verdict
 
 pytest_plugins = ["fixtures.plugin"]
@@ -78,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
             spec = load_target(path)
             for cm in spec.countermeasures:
                 check_ids(cm.rows, f"target file {path} (countermeasures)")
+            if spec.emulator is None:  # an emulator provisions its own; a real device's must be set now
+                for account in spec.accounts.values():
+                    for ref in (account.password, account.private_key_file):
+                        if ref:
+                            resolve_secret(ref, account.username)
             targets[path.stem] = LoadedTarget(path.stem, path, spec)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -153,6 +165,7 @@ def _classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[V
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
+    _redact_report(report)
     rows = _rows(item)
     if not rows:
         return report
@@ -172,6 +185,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         _record(item.config, _target_of(item), outcome, duration=report.duration)
         report.user_properties.append(("verdict", str(verdict)))
     return report
+
+
+def _redact_report(report: pytest.TestReport) -> None:
+    """Secrets in an assertion message or captured output must not reach the terminal or JUnit either."""
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if redact(text) != text:
+            report.longrepr = redact(text)
+    report.sections = [(title, redact(body)) for title, body in report.sections]
 
 
 def _record(config: pytest.Config, target: str | None, outcome: Outcome, duration: float = 0.0) -> None:

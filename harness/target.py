@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import HarnessError
+from harness.evidence import redact
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 DEFAULT_TARGET = "sim-plc"
@@ -387,4 +388,5 @@ def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) 
     if value is None:
         raise HarnessError(f"credential of account {account!r} needs environment variable {var}, which is "
                            f"not set: export {var}=... before running")
+    redact.add(value)  # from now on no report, log or terminal line shows it
     return Secret(value)

@@ -1,0 +1,193 @@
+"""The pytest plugin end to end, in a subprocess per run: bad input gives one line, verdicts are recorded
+as tests end, every catalogue row lands in the matrix, and a run killed with SIGKILL is not lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.catalogue import load_catalogue
+
+DEVICELESS = """\
+identity: {vendor: Test, model: Bench, firmware: "1"}
+component_type: embedded_device
+security_level: 2
+interfaces: {}
+"""
+
+SUITE = '''\
+import time
+import pytest
+from harness.outcomes import manual, not_applicable, not_run
+
+@pytest.mark.judges("CR 1.1")
+def test_observed(target, evidence):
+    evidence.add("bench", "observed the thing")
+    assert target.spec.security_level == 2
+
+@pytest.mark.judges("CR 1.12")
+def test_failing(target):
+    assert "banner" == "", "no banner before login"
+
+@pytest.mark.judges("CR 1.5 RE(1)")
+def test_manual(target):
+    manual("hardware protection cannot be seen from outside", ["open the enclosure", "check the TPM"])
+
+@pytest.mark.judges("CR 2.1")
+def test_broken(target):
+    raise ConnectionResetError("peer reset")
+
+@pytest.mark.judges("CR 2.2")
+def test_na(target):
+    not_applicable("no wireless")
+
+@pytest.mark.judges("CR 2.5")
+def test_not_allowed(target):
+    not_run("floods are not allowed (safety.allow_floods)")
+
+@pytest.mark.judges("CR 2.6")
+def test_slow(target):
+    time.sleep(float(__import__("os").environ.get("SLOW_S", "0")))
+'''
+
+
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Path:
+    (tmp_path / "bench.yaml").write_text(DEVICELESS)
+    (tmp_path / "test_suite.py").write_text(SUITE)
+    return tmp_path
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Traceback" not in out, out
+    errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
+    assert len(errors) == 1, out
+    return errors[0]
+
+
+def test_unknown_target_lists_available(bench: Path) -> None:
+    line = one_line_error(run(bench, "--target", "nosuchplc", "test_suite.py"))
+    assert "unknown target 'nosuchplc'" in line and "sim-plc" in line
+
+
+def test_target_file_that_does_not_parse(bench: Path) -> None:
+    (bench / "broken.yaml").write_text("identity: {vendor: [unclosed\n")
+    line = one_line_error(run(bench, "--target", "broken.yaml", "test_suite.py"))
+    assert "does not parse" in line and "line" in line
+
+
+def test_unknown_key_is_named_with_the_file(bench: Path) -> None:
+    (bench / "typo.yaml").write_text(DEVICELESS + "safety: {allow_writes: false, alow_floods: true}\n")
+    line = one_line_error(run(bench, "--target", "typo.yaml", "test_suite.py"))
+    assert "typo.yaml" in line and "safety.alow_floods" in line and "unknown key" in line
+
+
+def test_missing_credential_variable_is_named(bench: Path) -> None:
+    (bench / "creds.yaml").write_text(DEVICELESS + 'accounts:\n  admin: {username: admin, password: '
+                                      '"${BENCH_ADMIN_PASSWORD_UNSET}", role: admin}\n')
+    line = one_line_error(run(bench, "--target", "creds.yaml", "test_suite.py"))
+    assert "BENCH_ADMIN_PASSWORD_UNSET" in line and "export" in line
+
+
+def test_literal_password_is_refused(bench: Path) -> None:
+    (bench / "literal.yaml").write_text(DEVICELESS + "accounts:\n  admin: {username: admin, password: "
+                                        "hunter22, role: admin}\n")
+    line = one_line_error(run(bench, "--target", "literal.yaml", "test_suite.py"))
+    assert "environment reference" in line and "hunter22" not in line
+
+
+def test_unknown_catalogue_id_is_a_collection_error(bench: Path) -> None:
+    (bench / "test_typo.py").write_text('import pytest\n\n@pytest.mark.judges("CR 1.99")\n'
+                                        'def test_x(target):\n    assert target\n')
+    proc = run(bench, "--target", "bench.yaml", "test_typo.py")
+    assert proc.returncode != 0
+    assert "test_typo.py::test_x" in proc.stdout and "'CR 1.99'" in proc.stdout
+    assert "not in the catalogue" in proc.stdout
+
+
+def test_unwritable_reports_folder(bench: Path) -> None:
+    blocker = bench / "blocked"
+    blocker.write_text("a file where a folder should be")
+    line = one_line_error(run(bench, "--target", "bench.yaml", "--reports-dir", str(blocker), "test_suite.py"))
+    assert "cannot write reports" in line and "--reports-dir" in line
+
+
+def test_verdicts_recorded_and_every_row_in_the_matrix(bench: Path) -> None:
+    proc = run(bench, "--target", "bench.yaml", "--run-id", "r1", "test_suite.py")
+    assert proc.returncode == 1, proc.stdout  # one failing row
+    run_dir = bench / "reports" / "bench" / "r1"
+    assert (bench / "reports" / "bench" / "latest").resolve() == run_dir.resolve()
+    lines = [json.loads(ln) for ln in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert lines[0]["type"] == "run" and lines[-1]["type"] == "end"
+    verdicts = {ln["rows"][0]: ln["verdict"] for ln in lines if ln["type"] == "outcome"}
+    assert verdicts == {"CR 1.1": "pass", "CR 1.12": "fail", "CR 1.5 RE(1)": "manual", "CR 2.1": "error",
+                        "CR 2.2": "n/a", "CR 2.5": "not-run", "CR 2.6": "pass"}
+    observed = next(ln for ln in lines if ln.get("rows") == ["CR 1.1"])
+    assert any("observed the thing" in e for e in observed["evidence"])
+    matrix = json.loads((run_dir / "matrix.json").read_text())
+    assert [r["id"] for r in matrix["rows"]] == [r.id for r in load_catalogue()]
+    by_id = {r["id"]: r for r in matrix["rows"]}
+    assert by_id["CR 1.3"]["verdict"] == "not-tested"
+    assert by_id["NDR 1.6"]["verdict"] == "n/a"  # an embedded device
+    assert by_id["CR 2.1"]["verdict"] == "error"
+    for name in ("matrix.csv", "matrix.md", "matrix.html", "junit.xml"):
+        assert (run_dir / name).is_file(), name
+    assert "SL-C" in proc.stdout and str(run_dir) in proc.stdout
+
+
+def test_killed_run_leaves_results_that_rebuild(bench: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "bench.yaml",
+                             "--run-id", "killed", "test_suite.py"], cwd=bench, env={**os.environ, "SLOW_S": "30"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = bench / "reports" / "bench" / "killed" / "results.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the six fast tests have been recorded
+        if results.is_file() and results.read_text().count('"type": "outcome"') >= 6:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert results.read_text().count('"type": "outcome"') >= 6
+    rebuilt = subprocess.run([sys.executable, "-m", "harness.report", str(results.parent)], capture_output=True,
+                             text=True, timeout=60)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    matrix = json.loads((results.parent / "matrix.json").read_text())
+    assert matrix["run"]["complete"] is False
+    assert {r["id"]: r["verdict"] for r in matrix["rows"]}["CR 1.12"] == "fail"
+
+
+def test_secrets_never_reach_reports_or_output(bench: Path) -> None:
+    secret = "S3cret-Value-771"
+    (bench / "creds.yaml").write_text(DEVICELESS + 'accounts:\n  admin: {username: admin, password: '
+                                      '"${BENCH_PW}", role: admin}\n')
+    (bench / "test_leak.py").write_text(textwrap.dedent('''\
+        import pytest
+
+        @pytest.mark.judges("CR 1.1")
+        def test_leaky(target, evidence):
+            pw = target.account("admin").password
+            evidence.add("bench", f"sent password {pw}")
+            assert pw == "something else", f"login with {pw} refused"
+        '''))
+    proc = run(bench, "--target", "creds.yaml", "--run-id", "s", "test_leak.py", env={"BENCH_PW": secret})
+    assert proc.returncode == 1
+    run_dir = bench / "reports" / "creds" / "s"
+    leaked = [p.name for p in run_dir.iterdir() if secret in p.read_text()]
+    assert leaked == []
+    assert secret not in proc.stdout + proc.stderr
+    assert "***" in (run_dir / "results.jsonl").read_text()
