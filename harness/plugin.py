@@ -36,7 +36,7 @@ pytest_plugins = ["fixtures.plugin"]
 
 # Fixture name -> the interfaces a test using it runs over, when its marker gives no `over=`.
 FIXTURE_INTERFACES = {"modbus": ("modbus_tcp", "modbus_rtu"), "ssh": ("ssh",), "console": ("console",),
-                      "can_bus": ("can",)}
+                      "can_bus": ("can",), "login": ("ssh", "console")}
 
 
 @dataclass

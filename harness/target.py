@@ -212,6 +212,15 @@ class Policies(Strict):
     roles: dict[str, list[str]] = Field(default_factory=dict, description="role -> operations it may do")
     forced_initial_password_change: bool = False
     multifactor: bool = False
+    default_credentials: list[KnownCredential] = Field(
+        default_factory=list, description="the vendor's own published defaults, added to the shipped list")
+
+
+class KnownCredential(Strict):
+    """A published factory default (not a secret): tried against every interface by CR 1.5."""
+
+    username: str
+    password: str
 
 
 class Service(Strict):
@@ -287,6 +296,7 @@ class TargetSpec(Strict):
     identity: Identity
     component_type: ComponentType
     security_level: int = Field(ge=1, le=4, description="claimed SL-T")
+    wireless: bool = Field(False, description="the component has wireless interfaces (CR 2.2, NDR 1.6)")
     interfaces: Interfaces
     accounts: dict[str, Account] = Field(default_factory=dict)
     essential_function: EssentialFunction | None = None

@@ -1,0 +1,44 @@
+"""CR 1.12 System use notification (SL 1-4).
+
+Judges: CR 1.12, over ssh (the pre-authentication banner, SSH_MSG_USERAUTH_BANNER) and the serial console
+(text shown before the login prompt). The notice must appear before authentication; when the target file
+declares `policies.banner`, the text shown must contain it (whitespace-insensitive).
+Manual: whether the notice's wording satisfies the site's legal and policy requirements.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+
+
+def _norm(text: str | None) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def _judge(shown: str | None, declared: str | None, where: str) -> None:
+    assert _norm(shown), f"no notice shown before authentication on {where}"
+    if declared:
+        assert _norm(declared) in _norm(shown), (
+            f"the notice on {where} is not the declared one: shown {_norm(shown)[:120]!r}")
+
+
+@pytest.mark.judges("CR 1.12", over=["ssh"])
+def test_notice_before_ssh_login(target, ssh, evidence):
+    # A login that cannot succeed: the banner is sent before any credential is judged.
+    result = ssh.try_login(f"probe-{secrets.token_hex(4)}", secrets.token_urlsafe(12))
+    evidence.add("check", f"banner before authentication: {result.banner!r}")
+    _judge(result.banner, target.spec.policies.banner, "ssh")
+
+
+@pytest.mark.judges("CR 1.12", over=["console"])
+def test_notice_before_console_login(target, console, evidence):
+    shown = console.wake()
+    prompt = re.compile(target.spec.interfaces.console.login_prompt)
+    lines = shown.splitlines()
+    at = max((i for i, line in enumerate(lines) if prompt.search(line)), default=len(lines))
+    before_prompt = "\n".join(lines[:at])  # the prompt's own line ("plc login:") is not a notice
+    evidence.add("check", f"text before the login prompt: {before_prompt!r}")
+    _judge(before_prompt, target.spec.policies.banner, "the console")
