@@ -276,7 +276,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         loaded.writer.end(int(exitstatus))  # type: ignore[union-attr]
         try:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
-        except OSError as exc:
+        except (OSError, HarnessError) as exc:
             sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
                              f"`python -m harness.report {loaded.run_dir}`\n")
 

@@ -73,10 +73,11 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
     cms = countermeasures or {}
     adjusted = []
     for out in outs:
-        justification = cms.get(f"{row.id}|{out.interface}") or cms.get(row.id)
+        justification = (cms.get(f"{row.id}|{out.interface}") if out.interface else None) or cms.get(row.id)
         if out.verdict is Verdict.FAIL and justification:
+            observed = f"{out.reason}; " if out.reason else ""
             out = replace(out, verdict=Verdict.COMPENSATED,
-                          reason=f"{out.reason}; compensating countermeasure: {justification}")
+                          reason=f"{observed}compensating countermeasure: {justification}")
         adjusted.append(out)
     for verdict in PRECEDENCE:
         deciding = [o for o in adjusted if o.verdict is verdict]
