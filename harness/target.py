@@ -79,6 +79,10 @@ class Can(Strict):
     channel: str | None = None
     bitrate: int = 500_000
     node_id: int = Field(1, ge=1, le=127, description="CANopen-style node id of the device")
+    sdo_read_index: int = Field(0x1000, ge=0, le=0xFFFF, description="an object an SDO upload may read "
+                                "(0x1000, device type, exists on every CANopen device)")
+    sdo_write_index: int | None = Field(None, ge=0, le=0xFFFF, description="a 16-bit object the harness may "
+                                        "write (only with safety.allow_writes), for CR 2.1 RE(1)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra python-can Bus kwargs")
     timeouts: Timeouts = Timeouts()
 
