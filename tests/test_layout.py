@@ -1,0 +1,64 @@
+"""Promises about the tree itself: emulated devices stay devices, suites document what they judge."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.catalogue import catalogue_index
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS_PACKAGES = ("harness", "fixtures", "conformance")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "labs").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_emulated_devices_never_import_the_harness(path: Path) -> None:
+    assert not _imports(path) & set(HARNESS_PACKAGES), f"{path} imports the harness: a device must not"
+
+
+def _judged_rows(path: Path) -> set[str]:
+    rows = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "judges"):
+            rows.update(a.value for a in node.args if isinstance(a, ast.Constant))
+    return rows
+
+
+MODULES = sorted((ROOT / "conformance").glob("test_*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_each_suite_module_documents_its_rows(path: Path) -> None:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    assert doc, f"{path.name} has no docstring saying which rows it judges"
+    # "CR 1.1 RE(1)" may be written as "RE(1)" after its CR has been named
+    for row in _judged_rows(path):
+        base, _, enhancement = row.partition(" RE")
+        assert base in doc and (not enhancement or f"RE{enhancement}" in doc), f"{path.name}: {row} not in docstring"
+    assert re.search(r"\bSL\b", doc), f"{path.name}: the docstring does not say at which SL"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_suite_module_names_follow_their_requirement(path: Path) -> None:
+    rows = _judged_rows(path)
+    for row in rows:
+        assert row in catalogue_index(), f"{path.name} judges {row!r}, which is not in the catalogue"
+    number = re.match(r"test_[a-z_]+?_(\d+)_(\d+)_", path.name)
+    assert number, f"{path.name} is not named test_<cr|type>_<fr>_<nn>_<title>.py"
+    fr, nn = int(number.group(1)), int(number.group(2))
+    if rows:
+        assert any(re.search(rf"\b{fr}\.{nn}\b", r) for r in rows), f"{path.name} judges none of {fr}.{nn}'s rows"
