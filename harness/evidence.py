@@ -70,5 +70,8 @@ class Evidence:
             gap = [f"... {self._dropped} entries omitted ..."] if self._dropped else []
             return [*self._head, *gap, *self._tail]
 
+    def __bool__(self) -> bool:  # an empty transcript is still a transcript (`ev or Evidence()` must keep it)
+        return True
+
     def __len__(self) -> int:
         return len(self._head) + len(self._tail) + self._dropped
