@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import HarnessError
 from harness.evidence import redact
+from harness.wordlists import published_passwords
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 DEFAULT_TARGET = "sim-plc"
@@ -402,5 +403,6 @@ def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) 
     if value is None:
         raise HarnessError(f"credential of account {account!r} needs environment variable {var}, which is "
                            f"not set: export {var}=... before running")
-    redact.add(value)  # from now on no report, log or terminal line shows it
+    if value not in published_passwords():  # a published factory default protects nothing when hidden
+        redact.add(value)  # from now on no report, log or terminal line shows it
     return Secret(value)
