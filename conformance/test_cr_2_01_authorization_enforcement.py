@@ -1,0 +1,297 @@
+"""CR 2.1 Authorization enforcement (SL 1-4); RE(1) Authorization enforcement for all users (SL 2-4);
+RE(2) Permission mapping to roles (SL 2-4); RE(3) Supervisor override (SL 3-4); RE(4) Dual approval (SL 4).
+
+Judges:
+- CR 2.1 and RE(2), over ssh: the management shell enforces the role x operation table the target file
+  declares (`policies.roles`; the operations are the keys of `shell.commands`). Every declared normal
+  account runs every operation with harmless arguments (a user, a setting and a session that do not
+  exist, an unknown role, the password it already has): an operation of its role must not be refused, any
+  other must be (`shell.denied_pattern`). The device must refuse before it looks at the arguments.
+  Process-image writes apart: only with `safety.allow_writes`, inside `safety.writable.holding_registers`,
+  writing back the value the register already holds.
+- RE(2), over ssh: an administrator assigns a role (adds a temporary user with the least privileged one),
+  the new user's rights are exactly that role's, and the user is removed again.
+- CR 2.1 and RE(1), over modbus_tcp, modbus_rtu and can: a master or node that never authenticated writes
+  inside the writable range (one value flipped, read back, then restored). Accepted: FAIL, which a target
+  file's countermeasure for the row and interface turns into "compensated" in the rollup.
+Manual: RE(3) supervisor override and RE(4) dual approval (nothing generic to observe).
+Not exercised: operations in `shell.commands` the harness knows no harmless arguments for (named in the
+evidence).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from fixtures.canopen import is_abort, sdo_download16, sdo_upload, value16
+from fixtures.drivers.modbus import ModbusExceptionReply
+from fixtures.target import Credentials
+from harness.evidence import redact
+from harness.outcomes import manual, not_applicable, not_run
+from harness.target import Secret
+
+NO_SESSION = 999_999  # a session id no device hands out this early
+SYMBOLS = "%+-.:=@_"  # none of them means anything to a shell or a command parser
+# Operations whose arguments below cannot change the device, whoever runs them. `write` is run apart.
+HARMLESS = ("whoami", "read", "config_show", "audit_show", "user_list", "session_list", "passwd", "config_set",
+            "user_add", "user_disable", "user_enable", "user_del", "user_unlock", "session_kill")
+ROLE_CHECKLIST = [
+    "List the roles the component defines and the operations each may perform (vendor documentation).",
+    "Log in with one account per role and confirm every other operation is refused.",
+    "Confirm the refusal happens before the operation has any effect.",
+]
+
+
+# --- the declared table, and accounts to exercise it
+
+
+def role_table(target) -> dict[str, frozenset[str]]:  # type: ignore[no-untyped-def]
+    roles = target.spec.policies.roles
+    if not roles:
+        manual("the target file declares no role table (policies.roles) to check the shell against",
+               ROLE_CHECKLIST)
+    return {role: frozenset(ops) for role, ops in roles.items()}
+
+
+def role_accounts(target) -> list[Credentials]:  # type: ignore[no-untyped-def]
+    accounts = [c for c in target.accounts(purpose="normal") if c.password]
+    if not accounts:
+        not_run("the target file declares no normal account with a password to exercise the roles with")
+    return accounts
+
+
+def allowed_account(target, operation: str, *, admin_last: bool = False) -> Credentials | None:  # type: ignore[no-untyped-def]
+    """A normal account whose declared role may run `operation` (any account when no roles are declared)."""
+    roles = target.spec.policies.roles
+    fit = [c for c in target.accounts(purpose="normal")
+           if c.password and (not roles or operation in roles.get(c.role, ()))]
+    if admin_last:
+        fit.sort(key=lambda c: c.role == "admin")
+    return fit[0] if fit else None
+
+
+def least_privileged_role(target) -> str:  # type: ignore[no-untyped-def]
+    roles = role_table(target)
+    return min(roles, key=lambda role: len(roles[role]))
+
+
+def strong_password(target) -> str:  # type: ignore[no-untyped-def]
+    """A fresh password any sane policy accepts: all four character classes, long enough. Redacted from now on."""
+    policy = target.spec.policies.password
+    length = max(20, policy.min_length if policy else 0)
+    classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits, SYMBOLS)
+    chars = [secrets.choice(c) for c in classes] + [secrets.choice("".join(classes)) for _ in range(length - 4)]
+    secrets.SystemRandom().shuffle(chars)
+    password = "".join(chars)
+    redact.add(password)
+    return password
+
+
+def harmless_args(target, creds: Credentials) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Arguments for every operation in HARMLESS: nothing they name exists, or they set what already is."""
+    tag = secrets.token_hex(3)
+    writable = target.spec.safety.writable.holding_registers
+    return {"user": f"nouser{tag}", "role": f"norole{tag}", "password": strong_password(target),
+            "key": f"nosetting{tag}", "value": 0, "id": NO_SESSION, "count": 1,
+            "address": writable[0][0] if writable else 0, "old": creds.password, "new": creds.password}
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:100]
+
+
+def check_account(target, shell, creds: Credentials, operations: list[str], evidence,  # type: ignore[no-untyped-def]
+                  args: dict[str, object] | None = None) -> list[str]:
+    """Run each operation as `creds` on one connection; the departures from its role's declared rights."""
+    allowed = role_table(target)[creds.role]
+    args = args or harmless_args(target, creds)
+    denied_rx = re.compile(target.spec.shell.denied_pattern, re.IGNORECASE)
+    refused, done = [], []
+    with shell.ssh.session(creds.username, creds.password) as session:
+        for op in operations:
+            output = session.run(shell.command(op, **args)).output
+            (refused if denied_rx.search(output) else done).append(op)
+    if "user_add" in done:  # should the device have accepted the unknown role after all, take the user away
+        admin = target.admin()
+        if admin is not None:
+            shell.run(admin, "user_del", user=args["user"])
+    evidence.add("check", f"{creds.username} ({creds.role}): ran {', '.join(done) or 'nothing'}; refused "
+                          f"{', '.join(refused) or 'nothing'}")
+    who = f"{creds.username} ({creds.role})"
+    beyond, withheld = [op for op in done if op not in allowed], [op for op in refused if op in allowed]
+    problems = [f"{who} may {', '.join(beyond)}, beyond its role"] if beyond else []
+    if withheld:
+        problems.append(f"{who} is refused {', '.join(withheld)}, which its role may do")
+    return problems
+
+
+# --- process-image writes over the shell
+
+
+def current_register(target, shell, evidence) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A holding register the harness may write, and the value it holds now (to write back unchanged)."""
+    target.guard("ssh").require("writes")
+    writable = target.spec.safety.writable.holding_registers
+    if not writable:
+        not_run("safety.writable.holding_registers declares no register the harness may write")
+    address = writable[0][0]
+    target.guard("ssh").check_write("holding_registers", address)
+    reader = allowed_account(target, "read") if shell.has("read") else None
+    if reader is None:
+        not_run("no declared read operation and account to learn the register's value, so nothing is written")
+    reply = shell.run(reader, "read", address=address)
+    value = re.search(r"(\d+)\s*$", reply.output.strip())
+    if reply.denied or value is None:
+        not_run(f"cannot read holding register {address} to write its own value back: "
+                f"{_first_line(reply.output)!r}")
+    evidence.add("check", f"holding register {address} holds {value.group(1)}; writes put back that value")
+    return address, int(value.group(1))
+
+
+# --- a temporary user, added and removed by an administrator
+
+
+@contextmanager
+def temporary_user(target, shell, evidence, role: str | None = None) -> Iterator[Credentials]:  # type: ignore[no-untyped-def]
+    """An account an administrator adds with `role` (the least privileged by default), removed at the end."""
+    shell.require("user_add", "user_del", checklist=[
+        "As an administrator, add a user with a given role; confirm its rights are that role's; remove it."])
+    admin = target.admin()
+    if admin is None:
+        not_run("the target file declares no normal admin account to add users with")
+    role = role or least_privileged_role(target)
+    name = f"fr2t{secrets.token_hex(3)}"
+    password = strong_password(target)
+    reply = shell.run(admin, "user_add", user=name, role=role, password=password)
+    evidence.add("check", f"{admin.username} adds {name} with role {role}: {_first_line(reply.output)!r}")
+    try:
+        if reply.denied:
+            not_run(f"the administrator {admin.username} may not add users: {_first_line(reply.output)!r}")
+        yield Credentials(name, name, role, Secret(password), None, "normal")
+    finally:
+        gone = shell.run(admin, "user_del", user=name)
+        evidence.add("check", f"{admin.username} removes {name}: {_first_line(gone.output)!r}")
+
+
+# --- the tests
+
+
+@pytest.mark.judges("CR 2.1", "CR 2.1 RE(2)", over=["ssh"])
+def test_shell_enforces_the_role_table(target, shell, evidence):
+    roles = role_table(target)
+    commands = target.spec.shell.commands
+    operations = [op for op in HARMLESS if op in commands]
+    untested = sorted(set(commands) - set(operations) - {"write"})
+    undeclared = sorted({op for ops in roles.values() for op in ops} - set(commands))
+    if untested:
+        evidence.add("check", f"not exercised (no harmless arguments known): {', '.join(untested)}")
+    if undeclared:
+        evidence.add("check", f"in policies.roles but not in shell.commands, so not exercised: {', '.join(undeclared)}")
+    if not operations:
+        manual("the target file declares no shell operation the harness can run harmlessly", ROLE_CHECKLIST)
+    accounts = role_accounts(target)
+    unexercised = sorted(set(roles) - {c.role for c in accounts})
+    if unexercised:
+        evidence.add("check", f"roles with no declared normal account, not exercised: {', '.join(unexercised)}")
+    wrong = [w for creds in accounts for w in check_account(target, shell, creds, operations, evidence)]
+    assert not wrong, f"the shell departs from the declared roles: {'; '.join(wrong)}"
+
+
+@pytest.mark.judges("CR 2.1", "CR 2.1 RE(2)", over=["ssh"])
+def test_shell_writes_follow_the_role_table(target, shell, evidence):
+    if not shell.has("write"):
+        not_applicable("the target file declares no write operation on the shell (shell.commands.write)")
+    role_table(target)
+    address, value = current_register(target, shell, evidence)
+    wrong = []
+    for creds in role_accounts(target):
+        args = {**harmless_args(target, creds), "address": address, "value": value}
+        wrong += check_account(target, shell, creds, ["write"], evidence, args)
+    assert not wrong, f"the shell departs from the declared roles: {'; '.join(wrong)}"
+
+
+@pytest.mark.judges("CR 2.1 RE(2)", over=["ssh"])
+def test_administrator_assigns_a_role(target, shell, ssh, evidence):
+    roles = role_table(target)
+    operations = [op for op in HARMLESS if op in target.spec.shell.commands]
+    with temporary_user(target, shell, evidence) as creds:
+        login = ssh.try_login(creds.username, creds.password)
+        assert login.outcome == "ACCEPTED", f"the user the administrator added cannot log in ({login.outcome})"
+        wrong = check_account(target, shell, creds, operations, evidence)
+    evidence.add("check", f"role {creds.role} declares: {', '.join(sorted(roles[creds.role]))}")
+    assert not wrong, f"the assigned role is not what the new user gets: {'; '.join(wrong)}"
+
+
+@pytest.mark.judges("CR 2.1", "CR 2.1 RE(1)", over=["modbus_tcp", "modbus_rtu"])
+def test_modbus_write_needs_authorization(target, modbus, interface, evidence):
+    writable = target.spec.safety.writable.holding_registers
+    target.guard(interface).require("writes")
+    if not writable:
+        not_run("safety.writable.holding_registers declares no register the harness may write")
+    address = writable[0][0]
+    old = modbus.read_holding_registers(address, 1)[0]
+    try:
+        try:
+            modbus.write_register(address, old ^ 1)
+            answer = "write acknowledged"
+        except ModbusExceptionReply as exc:
+            answer = f"exception {exc.code:02x}"
+        now = modbus.read_holding_registers(address, 1)[0]
+    finally:
+        if modbus.read_holding_registers(address, 1)[0] != old:
+            modbus.write_register(address, old)
+    evidence.add("check", f"unauthenticated write of {old ^ 1} to holding register {address} (was {old}): "
+                          f"{answer}; reads back {now}; restored to {old}")
+    assert now != old ^ 1, (f"{interface} accepts a write to holding register {address} from a master that never "
+                            "authenticated: no authorization is enforced for devices and software processes")
+
+
+@pytest.mark.judges("CR 2.1", "CR 2.1 RE(1)", over=["can"])
+def test_can_write_needs_authorization(target, can_bus, evidence):
+    iface = target.spec.interfaces.can
+    if iface.sdo_write_index is None:
+        not_run("the target file names no CAN object the harness may write (interfaces.can.sdo_write_index)")
+    target.guard("can").check_write("can_ids", 0x600 + iface.node_id)
+    index, node, wait = iface.sdo_write_index, iface.node_id, iface.timeouts.reply_s
+    before = sdo_upload(can_bus, node, index, timeout=wait)
+    if before is None or is_abort(before):
+        not_run(f"object 0x{index:04x} cannot be read, so a write could not be undone; nothing written")
+    old = value16(before)
+    try:
+        reply = sdo_download16(can_bus, node, index, old ^ 1, timeout=wait)
+        after = sdo_upload(can_bus, node, index, timeout=wait)
+        now = value16(after) if after is not None and not is_abort(after) else None
+    finally:
+        check = sdo_upload(can_bus, node, index, timeout=wait)
+        if check is None or is_abort(check) or value16(check) != old:
+            sdo_download16(can_bus, node, index, old, timeout=wait)
+    answer = "no reply" if reply is None else "abort" if is_abort(reply) else "acknowledged"
+    evidence.add("check", f"unauthenticated SDO write of {old ^ 1} to 0x{index:04x} (was {old}): {answer}; "
+                          f"reads back {now}; restored to {old}")
+    assert now != old ^ 1, (f"CAN node {node} accepts a write to object 0x{index:04x} from a node that never "
+                            "authenticated: no authorization is enforced for devices and software processes")
+
+
+@pytest.mark.judges("CR 2.1 RE(3)")
+def test_supervisor_override(target):
+    manual("a supervisor override is a procedure and a role design: nothing generic to observe", [
+        "Confirm the component lets a supervisor (a designated role) override the normal authorization in an "
+        "emergency, for a limited time (vendor documentation, configuration).",
+        "Perform an override on the component and confirm it needs the supervisor's own authentication.",
+        "Confirm the override, its user and its end are written to the audit log.",
+        "Confirm normal authorization is restored automatically when the override ends."])
+
+
+@pytest.mark.judges("CR 2.1 RE(4)")
+def test_dual_approval(target):
+    manual("dual approval applies to actions the asset owner designates: nothing generic to observe", [
+        "List the actions the asset owner requires dual approval for (site security plan).",
+        "Attempt each with a single authorized user and confirm the component does not perform it.",
+        "Confirm it is performed only after a second, different authorized user approves it.",
+        "Confirm both approvals are attributed to their users in the audit log."])

@@ -1,0 +1,124 @@
+"""CR 2.5 Session lock (SL 1-4).
+
+Judges CR 2.5 over ssh (an interactive shell on a pty) and the serial console. A session left idle must
+end, or lock, once `policies.session.idle_timeout_s` has passed (within a margin of max(1 s, half the
+timeout)), and not well before (not before 80 % of it). A session still open then is probed with the
+declared `whoami`: if the command still runs, the session was neither ended nor locked; a password prompt
+or a lock notice counts as locked. With no idle timeout declared, a session still usable after a
+PROBE_S-second probe fails: an idle session must not stay open for ever.
+Not exercised: locking on the user's own request, and changing the timeout (the value judged is the one
+the target file declares configured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+
+import pytest
+
+from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, DriverError
+from fixtures.target import Credentials
+from harness.outcomes import not_run
+
+PROBE_S = 10.0
+EARLY = 0.8  # closing before this share of the declared timeout is closing early
+DEFAULT_PROMPT = r"[$#>] ?$"
+LOCK_NOTICE = re.compile(r"password|locked|login", re.IGNORECASE)
+
+
+def shell_prompt(target) -> str:  # type: ignore[no-untyped-def]
+    """The management shell's prompt: the console's declared one (the same shell serves ssh), or a default."""
+    console = target.spec.interfaces.console
+    return console.shell_prompt if console is not None else DEFAULT_PROMPT
+
+
+def ordinary_account(target) -> Credentials:  # type: ignore[no-untyped-def]
+    """A normal account that is not the administrator: the one sessions are held with."""
+    for creds in target.accounts(purpose="normal"):
+        if creds.password and creds.role != "admin":
+            return creds
+    not_run("the target file declares no normal account besides the administrator to hold sessions with")
+
+
+def open_shell(ssh, creds: Credentials, stack: contextlib.ExitStack, prompt: str):  # type: ignore[no-untyped-def]
+    """A logged-in interactive ssh shell, at its prompt, closed when `stack` closes."""
+    session = stack.enter_context(ssh.session(creds.username, creds.password))
+    shell = stack.enter_context(session.shell())
+    shell.expect(prompt)
+    return session, shell
+
+
+def _limits(target) -> tuple[float | None, float]:  # type: ignore[no-untyped-def]
+    idle = target.spec.policies.session.idle_timeout_s
+    return idle, (idle + max(1.0, idle / 2) if idle else PROBE_S)
+
+
+def _state_after(probe, creds: Credentials, target) -> str:  # type: ignore[no-untyped-def]
+    """What a session still open after the limit does with a command: usable, locked or open (unclear)."""
+    if "whoami" not in target.spec.shell.commands:
+        return "open"
+    try:
+        text = probe(target.spec.shell.commands["whoami"])
+    except DeviceTimeout as exc:
+        text = getattr(exc, "seen", "")
+    except ConnectionLost:
+        return "closed late"
+    if re.search(rf"\b{re.escape(creds.username)}\b", text):
+        return "usable"
+    return "locked" if LOCK_NOTICE.search(text) else "open"
+
+
+def _judge(evidence, where: str, idle: float | None, elapsed: float, state: str) -> None:  # type: ignore[no-untyped-def]
+    declared = f"{idle:g} s" if idle else "none declared"
+    evidence.add("check", f"{where}: idle session {state} {elapsed:.2f} s after the last input (idle timeout: "
+                          f"{declared})")
+    assert state in ("closed", "locked"), (
+        f"an idle {where} session is still {state} {elapsed:.1f} s after the last input (idle timeout: {declared})")
+    if idle and state == "closed":
+        assert elapsed >= EARLY * idle, (
+            f"the idle {where} session ended after {elapsed:.1f} s, well before the declared {idle:g} s")
+
+
+@pytest.mark.judges("CR 2.5", over=["ssh"])
+def test_idle_ssh_session_ends(target, ssh, evidence):
+    creds = ordinary_account(target)
+    idle, limit = _limits(target)
+    prompt = shell_prompt(target)
+    with contextlib.ExitStack() as stack:
+        _, shell = open_shell(ssh, creds, stack, prompt)
+        shell.send("")  # the last input: the idle time counts from its answer
+        shell.expect(prompt)
+        last = time.monotonic()
+        closed = shell.wait_closed(limit)
+        elapsed = time.monotonic() - last
+
+        def probe(command: str) -> str:
+            shell.send(command)
+            return shell.expect(prompt)
+
+        state = "closed" if closed else _state_after(probe, creds, target)
+    _judge(evidence, "ssh", idle, elapsed, state)
+
+
+@pytest.mark.judges("CR 2.5", over=["console"])
+def test_idle_console_session_ends(target, console, evidence):
+    iface = target.spec.interfaces.console
+    creds = ordinary_account(target)
+    idle, limit = _limits(target)
+    login = console.login(creds.username, creds.password)
+    if login.outcome != "accepted":
+        raise RuntimeError(f"{creds.username} cannot log in on the console ({login.outcome}): check the account")
+    back = False
+    try:
+        console.run("")  # the last input: the idle time counts from its answer
+        last = time.monotonic()
+        _, back = console.read_until(iface.login_prompt, limit)
+        elapsed = time.monotonic() - last
+        state = "closed" if back else _state_after(console.run, creds, target)
+    finally:
+        if not back:
+            with contextlib.suppress(DriverError):
+                console.logout()
+    _judge(evidence, "console", idle, elapsed, state)

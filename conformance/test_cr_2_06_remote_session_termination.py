@@ -1,0 +1,75 @@
+"""CR 2.6 Remote session termination (SL 2-4).
+
+Judges CR 2.6 over ssh: an administrator ends another user's remote session. An ordinary account holds an
+interactive ssh shell; the administrator lists the sessions (`session_list`), finds that one (its user,
+and the client's own port when the list shows it) and ends it (`session_kill`); the shell must then be
+closed by the device within `timeouts.reply_s`. Meanwhile the shell is kept busy with blank lines, so an
+idle timeout cannot end it in the kill's place.
+The automatic termination after inactivity is judged with CR 2.5. Manual when the target file declares
+no session operations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+
+import pytest
+
+from conformance.test_cr_2_01_authorization_enforcement import allowed_account
+from conformance.test_cr_2_05_session_lock import open_shell, ordinary_account, shell_prompt
+from fixtures.drivers.errors import ConnectionLost
+from harness.outcomes import not_run
+
+KEEP_BUSY_S = 0.3  # how often the victim's shell gets a blank line while the kill takes effect
+
+
+def find_session(listing: str, username: str, port: int) -> str | None:
+    """The id of `username`'s session in a session listing, preferring the line that shows our client port."""
+    lines = [ln for ln in listing.splitlines() if re.search(rf"\b{re.escape(username)}\b", ln)]
+    lines.sort(key=lambda ln: f":{port}" not in ln)
+    for line in lines:
+        found = re.search(r"\bid\s*[=:]?\s*(\d+)", line, re.IGNORECASE) or re.match(r"\W*(\d+)\b", line)
+        if found:
+            return found.group(1)
+    return None
+
+
+@pytest.mark.judges("CR 2.6", over=["ssh"])
+def test_administrator_ends_a_session(target, ssh, shell, evidence):
+    shell.require("session_list", "session_kill", checklist=[
+        "Open a remote session as an ordinary user.",
+        "As an administrator, find that session and end it (management tool, web UI, command).",
+        "Confirm the session is closed at once and cannot be used any more, and that the kill is audited."])
+    admin = allowed_account(target, "session_kill")
+    if admin is None:
+        not_run("no declared normal account may end sessions (session_kill in policies.roles)")
+    victim = ordinary_account(target)
+    prompt = shell_prompt(target)
+    with contextlib.ExitStack() as stack:
+        session, held = open_shell(ssh, victim, stack, prompt)
+        port = session.transport.sock.getsockname()[1]
+        held.send("")  # fresh input, so the idle timeout is far away
+        with shell.ssh.session(admin.username, admin.password) as admin_session:
+            listing = admin_session.run(shell.command("session_list")).output
+            evidence.add("check", f"session list: {listing.strip()!r}")
+            sid = find_session(listing, victim.username, port)
+            assert sid is not None, f"the session list does not show {victim.username}'s session (client port {port})"
+            killed = admin_session.run(shell.command("session_kill", id=sid)).output
+            start = time.monotonic()
+        assert not re.search(target.spec.shell.denied_pattern, killed, re.IGNORECASE), (
+            f"{admin.username} may end sessions by the declared roles, yet is refused: {killed.strip()[:100]!r}")
+        deadline = start + target.spec.interfaces.ssh.timeouts.reply_s
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            closed = held.wait_closed(KEEP_BUSY_S)
+            if not closed:
+                try:
+                    held.send("")
+                except ConnectionLost:
+                    closed = True
+        elapsed = time.monotonic() - start
+    evidence.add("check", f"{admin.username} killed session {sid} of {victim.username}: {killed.strip()[:100]!r}; "
+                          f"the shell {'closed' if closed else 'was still open'} {elapsed:.2f} s later")
+    assert closed, f"{victim.username}'s session is still open {elapsed:.1f} s after the administrator ended it"

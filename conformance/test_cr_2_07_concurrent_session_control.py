@@ -1,0 +1,93 @@
+"""CR 2.7 Concurrent session control (SL 3-4).
+
+Judges CR 2.7 over ssh: one ordinary account opens interactive shells one after the other while keeping
+the earlier ones busy. With `policies.session.max_concurrent` N declared, the first N must open and the
+N+1st must be refused, which means the device says no (refuses the login, or closes the shell without a
+prompt) within `timeouts.reply_s`: a session that merely hangs is no refusal. With no limit declared, up
+to PROBE_SESSIONS are tried and the row fails when all of them open. Every session is closed at the end.
+Sessions other users hold on the device would count against a device-wide limit: when the session list
+still shows any after the idle timeout, the test is not run.
+Not exercised: changing the limit (the value judged is the one the target file declares configured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+from conformance.test_cr_2_01_authorization_enforcement import allowed_account
+from conformance.test_cr_2_05_session_lock import ordinary_account, shell_prompt
+from fixtures.drivers.errors import ConnectionLost, DeviceTimeout
+from fixtures.drivers.ssh import LoginRefused
+from harness.outcomes import not_run
+
+PROBE_SESSIONS = 8
+
+
+def _other_sessions(target, shell, evidence) -> list[str]:  # type: ignore[no-untyped-def]
+    """Sessions still listed once earlier ones had time to idle out (empty when nothing can list them)."""
+    lister = allowed_account(target, "session_list") if shell.has("session_list") else None
+    if lister is None:
+        return []
+    idle = target.spec.policies.session.idle_timeout_s
+    deadline = time.monotonic() + (idle + 1.0 if idle else 0.0)
+    while True:
+        reply = shell.run(lister, "session_list")
+        if reply.denied:
+            return []
+        listing = [ln.strip() for ln in reply.output.splitlines() if ln.strip()]
+        if not listing or time.monotonic() >= deadline:
+            evidence.add("check", f"sessions open before the test: {listing or 'none'}")
+            return listing
+        time.sleep(0.25)
+
+
+def _open(ssh, creds, stack: contextlib.ExitStack, prompt: str) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    """One more shell: ("accepted", shell), ("refused", detail) or ("hung", detail)."""
+    try:
+        session = stack.enter_context(ssh.session(creds.username, creds.password))
+        shell = stack.enter_context(session.shell())
+        shell.expect(prompt)
+    except (LoginRefused, ConnectionLost) as exc:
+        return "refused", str(exc)
+    except DeviceTimeout as exc:
+        return "hung", str(exc)
+    return "accepted", shell
+
+
+@pytest.mark.judges("CR 2.7", over=["ssh"])
+def test_sessions_beyond_the_limit_are_refused(target, ssh, shell, evidence):
+    limit = target.spec.policies.session.max_concurrent
+    creds = ordinary_account(target)
+    others = _other_sessions(target, shell, evidence)
+    if others:
+        not_run(f"{len(others)} other sessions are open on the device; a device-wide limit cannot be probed "
+                "without ending them")
+    prompt = shell_prompt(target)
+    tries = limit + 1 if limit else PROBE_SESSIONS
+    outcomes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        held = []
+        for _ in range(tries):
+            for earlier in held:  # keep the open ones busy, so no idle timeout frees a slot
+                earlier.send("")
+            outcome, detail = _open(ssh, creds, stack, prompt)
+            outcomes.append(outcome)
+            if outcome != "accepted":
+                evidence.add("check", f"session {len(outcomes)}: {outcome}: {detail}")
+                break
+            held.append(detail)
+    evidence.add("check", f"{creds.username} opened {outcomes.count('accepted')} concurrent ssh sessions "
+                          f"(declared limit: {limit or 'none'}); attempts: {', '.join(outcomes)}")
+    if limit is None:
+        assert outcomes[-1] != "accepted", (
+            f"{tries} concurrent ssh sessions of {creds.username} are all accepted, and no limit is declared")
+    else:
+        assert outcomes[:limit] == ["accepted"] * limit, (
+            f"session {len(outcomes)} is {outcomes[-1]} although the declared limit is {limit}")
+        assert outcomes[-1] != "accepted", (
+            f"{limit + 1} concurrent ssh sessions are accepted although the declared limit is {limit}")
+    assert outcomes[-1] == "refused", (
+        f"session {len(outcomes)} hangs instead of being refused (no answer within the reply timeout)")
