@@ -22,41 +22,16 @@ evidence).
 from __future__ import annotations
 
 import re
-import secrets
-import string
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from fixtures.canopen import is_abort, sdo_download16, sdo_upload, value16
 from fixtures.drivers.modbus import ModbusExceptionReply
+from fixtures.roles import HARMLESS, ROLE_CHECKLIST, current_register, harmless_args, role_table, temporary_user
 from fixtures.target import Credentials
-from harness.evidence import redact
 from harness.outcomes import manual, not_applicable, not_run
-from harness.target import Secret
 
-NO_SESSION = 999_999  # a session id no device hands out this early
-SYMBOLS = "%+-.:=@_"  # none of them means anything to a shell or a command parser
-# Operations whose arguments below cannot change the device, whoever runs them. `write` is run apart.
-HARMLESS = ("whoami", "read", "config_show", "audit_show", "user_list", "session_list", "passwd", "config_set",
-            "user_add", "user_disable", "user_enable", "user_del", "user_unlock", "session_kill")
-ROLE_CHECKLIST = [
-    "List the roles the component defines and the operations each may perform (vendor documentation).",
-    "Log in with one account per role and confirm every other operation is refused.",
-    "Confirm the refusal happens before the operation has any effect.",
-]
-
-
-# --- the declared table, and accounts to exercise it
-
-
-def role_table(target) -> dict[str, frozenset[str]]:  # type: ignore[no-untyped-def]
-    roles = target.spec.policies.roles
-    if not roles:
-        manual("the target file declares no role table (policies.roles) to check the shell against",
-               ROLE_CHECKLIST)
-    return {role: frozenset(ops) for role, ops in roles.items()}
+# --- accounts to exercise the declared table
 
 
 def role_accounts(target) -> list[Credentials]:  # type: ignore[no-untyped-def]
@@ -64,46 +39,6 @@ def role_accounts(target) -> list[Credentials]:  # type: ignore[no-untyped-def]
     if not accounts:
         not_run("the target file declares no normal account with a password to exercise the roles with")
     return accounts
-
-
-def allowed_account(target, operation: str, *, admin_last: bool = False) -> Credentials | None:  # type: ignore[no-untyped-def]
-    """A normal account whose declared role may run `operation` (any account when no roles are declared)."""
-    roles = target.spec.policies.roles
-    fit = [c for c in target.accounts(purpose="normal")
-           if c.password and (not roles or operation in roles.get(c.role, ()))]
-    if admin_last:
-        fit.sort(key=lambda c: c.role == "admin")
-    return fit[0] if fit else None
-
-
-def least_privileged_role(target) -> str:  # type: ignore[no-untyped-def]
-    roles = role_table(target)
-    return min(roles, key=lambda role: len(roles[role]))
-
-
-def strong_password(target) -> str:  # type: ignore[no-untyped-def]
-    """A fresh password any sane policy accepts: all four character classes, long enough. Redacted from now on."""
-    policy = target.spec.policies.password
-    length = max(20, policy.min_length if policy else 0)
-    classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits, SYMBOLS)
-    chars = [secrets.choice(c) for c in classes] + [secrets.choice("".join(classes)) for _ in range(length - 4)]
-    secrets.SystemRandom().shuffle(chars)
-    password = "".join(chars)
-    redact.add(password)
-    return password
-
-
-def harmless_args(target, creds: Credentials) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """Arguments for every operation in HARMLESS: nothing they name exists, or they set what already is."""
-    tag = secrets.token_hex(3)
-    writable = target.spec.safety.writable.holding_registers
-    return {"user": f"nouser{tag}", "role": f"norole{tag}", "password": strong_password(target),
-            "key": f"nosetting{tag}", "value": 0, "id": NO_SESSION, "count": 1,
-            "address": writable[0][0] if writable else 0, "old": creds.password, "new": creds.password}
-
-
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:100]
 
 
 def check_account(target, shell, creds: Credentials, operations: list[str], evidence,  # type: ignore[no-untyped-def]
@@ -129,54 +64,6 @@ def check_account(target, shell, creds: Credentials, operations: list[str], evid
     if withheld:
         problems.append(f"{who} is refused {', '.join(withheld)}, which its role may do")
     return problems
-
-
-# --- process-image writes over the shell
-
-
-def current_register(target, shell, evidence) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    """A holding register the harness may write, and the value it holds now (to write back unchanged)."""
-    target.guard("ssh").require("writes")
-    writable = target.spec.safety.writable.holding_registers
-    if not writable:
-        not_run("safety.writable.holding_registers declares no register the harness may write")
-    address = writable[0][0]
-    target.guard("ssh").check_write("holding_registers", address)
-    reader = allowed_account(target, "read") if shell.has("read") else None
-    if reader is None:
-        not_run("no declared read operation and account to learn the register's value, so nothing is written")
-    reply = shell.run(reader, "read", address=address)
-    value = re.search(r"(\d+)\s*$", reply.output.strip())
-    if reply.denied or value is None:
-        not_run(f"cannot read holding register {address} to write its own value back: "
-                f"{_first_line(reply.output)!r}")
-    evidence.add("check", f"holding register {address} holds {value.group(1)}; writes put back that value")
-    return address, int(value.group(1))
-
-
-# --- a temporary user, added and removed by an administrator
-
-
-@contextmanager
-def temporary_user(target, shell, evidence, role: str | None = None) -> Iterator[Credentials]:  # type: ignore[no-untyped-def]
-    """An account an administrator adds with `role` (the least privileged by default), removed at the end."""
-    shell.require("user_add", "user_del", checklist=[
-        "As an administrator, add a user with a given role; confirm its rights are that role's; remove it."])
-    admin = target.admin()
-    if admin is None:
-        not_run("the target file declares no normal admin account to add users with")
-    role = role or least_privileged_role(target)
-    name = f"fr2t{secrets.token_hex(3)}"
-    password = strong_password(target)
-    reply = shell.run(admin, "user_add", user=name, role=role, password=password)
-    evidence.add("check", f"{admin.username} adds {name} with role {role}: {_first_line(reply.output)!r}")
-    try:
-        if reply.denied:
-            not_run(f"the administrator {admin.username} may not add users: {_first_line(reply.output)!r}")
-        yield Credentials(name, name, role, Secret(password), None, "normal")
-    finally:
-        gone = shell.run(admin, "user_del", user=name)
-        evidence.add("check", f"{admin.username} removes {name}: {_first_line(gone.output)!r}")
 
 
 # --- the tests

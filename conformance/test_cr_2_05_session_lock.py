@@ -19,35 +19,12 @@ import time
 import pytest
 
 from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, DriverError
+from fixtures.sessions import open_shell, ordinary_account, shell_prompt
 from fixtures.target import Credentials
-from harness.outcomes import not_run
 
 PROBE_S = 10.0
 EARLY = 0.8  # closing before this share of the declared timeout is closing early
-DEFAULT_PROMPT = r"[$#>] ?$"
 LOCK_NOTICE = re.compile(r"password|locked|login", re.IGNORECASE)
-
-
-def shell_prompt(target) -> str:  # type: ignore[no-untyped-def]
-    """The management shell's prompt: the console's declared one (the same shell serves ssh), or a default."""
-    console = target.spec.interfaces.console
-    return console.shell_prompt if console is not None else DEFAULT_PROMPT
-
-
-def ordinary_account(target) -> Credentials:  # type: ignore[no-untyped-def]
-    """A normal account that is not the administrator: the one sessions are held with."""
-    for creds in target.accounts(purpose="normal"):
-        if creds.password and creds.role != "admin":
-            return creds
-    not_run("the target file declares no normal account besides the administrator to hold sessions with")
-
-
-def open_shell(ssh, creds: Credentials, stack: contextlib.ExitStack, prompt: str):  # type: ignore[no-untyped-def]
-    """A logged-in interactive ssh shell, at its prompt, closed when `stack` closes."""
-    session = stack.enter_context(ssh.session(creds.username, creds.password))
-    shell = stack.enter_context(session.shell())
-    shell.expect(prompt)
-    return session, shell
 
 
 def _limits(target) -> tuple[float | None, float]:  # type: ignore[no-untyped-def]

@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from conformance.test_cr_2_01_authorization_enforcement import allowed_account
-from conformance.test_cr_2_05_session_lock import open_shell, ordinary_account, shell_prompt
 from fixtures.drivers.errors import ConnectionLost
+from fixtures.roles import allowed_account
+from fixtures.sessions import open_shell, ordinary_account, shell_prompt
 from harness.outcomes import not_run
 
 KEEP_BUSY_S = 0.3  # how often the victim's shell gets a blank line while the kill takes effect

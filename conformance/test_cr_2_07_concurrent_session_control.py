@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from conformance.test_cr_2_01_authorization_enforcement import allowed_account
-from conformance.test_cr_2_05_session_lock import ordinary_account, shell_prompt
 from fixtures.drivers.errors import ConnectionLost, DeviceTimeout
 from fixtures.drivers.ssh import LoginRefused
+from fixtures.roles import allowed_account
+from fixtures.sessions import ordinary_account, shell_prompt
 from harness.outcomes import not_run
 
 PROBE_SESSIONS = 8

@@ -14,7 +14,8 @@ Not exercised (for the assessor): the categories the harness cannot cause from o
 backup and restore, reconnaissance, audit log events (clearing, filling, forwarding stopped) and control
 system events (program or mode changes).
 
-`AuditTrail`, `LOGIN`, `SUCCESS`, `FAILURE` and `change_config_and_back` serve CR 2.11 and CR 2.12 too.
+The audit trail, its patterns and the configuration change are in fixtures/audit.py (CR 2.11 and CR 2.12
+use them too).
 """
 
 from __future__ import annotations
@@ -24,129 +25,16 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pytest
 
-from conformance.test_cr_2_01_authorization_enforcement import (
-    allowed_account,
-    current_register,
-    harmless_args,
-    temporary_user,
-)
+from fixtures.audit import CONFIG, FAILURE, LOGIN, SUCCESS, AuditTrail, change_config_and_back
+from fixtures.roles import allowed_account, current_register, harmless_args, temporary_user
 from fixtures.target import Credentials
-from harness.outcomes import manual, not_run
+from harness.outcomes import not_run
 
-LOOK_S = 2.0  # a record may reach the log, or the collector, a moment after the event
-POLL_S = 0.25
-AUDIT_COUNT = 100  # records read per look: far more than one event and its reading produce
 MARGIN_S = 0.5
-LOGIN = r"log ?in|logon|auth|session"
-SUCCESS = r"ok|succe|accept|grant|open"
-FAILURE = r"fail|invalid|incorrect|wrong|reject|denied|bad|lock"
 REFUSED = r"denied|refused|not allowed|unauthori[sz]ed|forbidden|permission"
-CONFIG = r"config|setting|\bset\b|chang|modif"
-# ISO 8601 date and time, or the RFC 3164 "Mmm dd hh:mm:ss" a syslog line may carry instead
-ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
-ANY_TIME = re.compile(ISO_TIME.pattern + r"|\b[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}\b")
-TRAIL_CHECKLIST = [
-    "Find where the component keeps its audit records (local log, syslog, management tool).",
-    "Cause each event category of CR 2.8 (access control, request errors, control system events, backup and "
-    "restore, configuration changes, potential reconnaissance, audit log events) and confirm each is recorded.",
-    "Confirm each record has a timestamp, the source (interface, address) and the user, and the outcome.",
-]
-
-
-# --- the audit trail as the harness can read it
-
-
-@dataclass(frozen=True)
-class Record:
-    channel: str  # where it was read: "audit_show" or "syslog"
-    text: str
-    timestamp: str | None  # the device's own, as written
-
-    def time(self) -> float | None:
-        """The timestamp in POSIX seconds (UTC when it names no zone); None unless it is ISO 8601."""
-        found = ISO_TIME.search(self.timestamp or "")
-        if found is None:
-            return None
-        when = datetime.fromisoformat(found.group(0).replace(" ", "T", 1).replace(",", "."))
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-@dataclass(frozen=True)
-class Mark:
-    seen: frozenset[str]  # audit_show lines present before the event
-    at: float  # harness clock (time.time()) before the event
-
-
-def _stamp(text: str) -> str | None:
-    found = ANY_TIME.search(text)
-    return found.group(0) if found else None
-
-
-class AuditTrail:
-    """The device's audit records: `audit_show` over the shell, and what the syslog collector received."""
-
-    def __init__(self, target, shell, evidence) -> None:  # type: ignore[no-untyped-def]
-        self.shell, self.evidence, self.syslog = shell, evidence, target.syslog
-        self.reader = allowed_account(target, "audit_show") if shell.has("audit_show") else None
-        self.channels = {"audit_show"} if self.reader else set()
-        if self.syslog is not None:
-            self.channels.add("syslog")
-        if not self.channels:
-            manual("the device's audit records can be read neither over the shell (no audit_show operation an "
-                   "account may run) nor by syslog (no syslog: section)", TRAIL_CHECKLIST)
-
-    @property
-    def where(self) -> str:
-        return " and ".join(sorted(self.channels))
-
-    def _lines(self) -> list[str]:
-        if self.reader is None:
-            return []
-        reply = self.shell.run(self.reader, "audit_show", count=AUDIT_COUNT)
-        if reply.denied:
-            not_run(f"{self.reader.username} may read the audit log by the declared roles, yet the device refuses "
-                    f"it: {reply.output.strip()[:100]!r}")
-        return [ln.strip() for ln in reply.output.splitlines() if ln.strip()]
-
-    def mark(self) -> Mark:
-        return Mark(frozenset(self._lines()), time.time())
-
-    def records(self, mark: Mark) -> list[Record]:
-        """The records that appeared since `mark`."""
-        new = [Record("audit_show", ln, _stamp(ln)) for ln in self._lines() if ln not in mark.seen]
-        if self.syslog is not None:
-            new += [Record("syslog", m.raw, m.timestamp or _stamp(m.raw)) for m in self.syslog.messages(mark.at)]
-        return new
-
-    def find(self, mark: Mark, user: str, *patterns: str, exclude: str | None = None,
-             every_channel: bool = False) -> list[Record]:
-        """New records naming `user` and matching every pattern (case-insensitive; the user name itself is
-        masked first, so that "locktest" never passes for a lock). Waits up to LOOK_S for one, or for one in
-        each channel when `every_channel`."""
-        name = re.compile(rf"(?<![\w.-]){re.escape(user)}(?![\w.-])")
-        wanted = [re.compile(p, re.IGNORECASE) for p in patterns]
-        unwanted = re.compile(exclude, re.IGNORECASE) if exclude else None
-
-        def fits(record: Record) -> bool:
-            if not name.search(record.text):
-                return False
-            text = name.sub("<user>", record.text)
-            return all(p.search(text) for p in wanted) and not (unwanted and unwanted.search(text))
-
-        deadline = time.monotonic() + LOOK_S
-        while True:
-            found = [r for r in self.records(mark) if fits(r)]
-            channels = {r.channel for r in found}
-            if (channels >= self.channels if every_channel else channels) or time.monotonic() >= deadline:
-                break
-            time.sleep(POLL_S)
-        for record in found:
-            self.evidence.add("audit", f"{record.channel}: {record.text}")
-        return found
 
 
 # --- causing events
@@ -245,44 +133,6 @@ def cause_refusal(target, shell, ssh, trail, evidence) -> list[Expected]:  # typ
     if not reply.denied:
         not_run(f"the device does not refuse {op} to {creds.username} ({creds.role}) (CR 2.1 judges that)")
     return [Expected(f"refused {op} of {creds.username}", creds.username, (REFUSED,))]
-
-
-def _settings(text: str) -> dict[str, str]:
-    found = (re.match(r"^\s*([A-Za-z_][\w.-]*)\s*[=:]\s*(.*?)\s*$", ln) for ln in text.splitlines())
-    return {m.group(1): m.group(2) for m in found if m}
-
-
-def change_config_and_back(target, shell, evidence) -> tuple[Credentials, str]:  # type: ignore[no-untyped-def]
-    """A harmless configuration change by an account allowed to make it: the banner (found by the declared
-    text) set to another text and back, or else the first numeric setting set to its own value."""
-    shell.require("config_show", "config_set", checklist=[
-        "As an administrator, change a harmless setting and change it back; confirm both are audited with "
-        "timestamp, source and user."])
-    actor = allowed_account(target, "config_set")
-    if actor is None:
-        not_run("no declared account may change the configuration (config_set)")
-    settings = _settings(shell.run(actor, "config_show").output)
-    banner = " ".join((target.spec.policies.banner or "").split())
-    key = next((k for k, v in settings.items() if banner and " ".join(v.split()) == banner), None)
-    if key is None:
-        key = next((k for k, v in settings.items() if re.fullmatch(r"\d+", v)), None)
-    if key is None:
-        not_run("config_show shows no setting the harness can change harmlessly (the declared banner, or a number)")
-    old = settings[key]
-    new = f"{old} (audit probe {secrets.token_hex(3)})" if banner and old == banner else old
-    try:
-        reply = shell.run(actor, "config_set", key=key, value=new)
-        evidence.add("check", f"{actor.username} sets {key} to {new!r}: {reply.output.strip()[:100]!r}")
-        if reply.denied:
-            not_run(f"{actor.username} may change the configuration by the declared roles, yet is refused")
-    finally:
-        if new != old:
-            shell.run(actor, "config_set", key=key, value=old)
-            restored = _settings(shell.run(actor, "config_show").output).get(key)
-            evidence.add("check", f"{key} set back: now {restored!r}")
-            if restored != old:
-                raise RuntimeError(f"could not set {key} back to {old!r} (it is {restored!r}): restore it by hand")
-    return actor, key
 
 
 def cause_config_change(target, shell, ssh, trail, evidence) -> list[Expected]:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.test_cr_2_09_audit_storage_capacity import audit_observations
+from fixtures.audit import audit_observations
 from harness.outcomes import manual
 
 

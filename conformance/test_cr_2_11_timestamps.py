@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conformance.test_cr_2_01_authorization_enforcement import allowed_account
-from conformance.test_cr_2_08_auditable_events import FAILURE, LOGIN, SUCCESS, AuditTrail
+from fixtures.audit import FAILURE, LOGIN, SUCCESS, AuditTrail
+from fixtures.roles import allowed_account
 from harness.outcomes import manual, not_run
 
 TOLERANCE_S = 2.0

@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from conformance.test_cr_2_01_authorization_enforcement import current_register
-from conformance.test_cr_2_08_auditable_events import CONFIG, AuditTrail, change_config_and_back
+from fixtures.audit import CONFIG, AuditTrail, change_config_and_back
+from fixtures.roles import current_register
 from harness.outcomes import NotRun, manual, not_run
 
 

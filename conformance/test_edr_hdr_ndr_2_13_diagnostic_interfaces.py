@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from conformance.test_cr_2_05_session_lock import ordinary_account
+from fixtures.sessions import ordinary_account
 from harness.outcomes import manual, not_run
 
 PROBE_OPERATIONS = ("config_show", "whoami")
