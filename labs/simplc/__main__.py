@@ -1,0 +1,231 @@
+"""`python -m labs.simplc --profile sl2`: run the emulated PLC in the foreground until Ctrl-C.
+
+Options: `--fault NAME` (start with a fault), `--syslog HOST:PORT` (forward the audit log),
+`--ready-file PATH` (write the endpoints as JSON once every interface listens; the launcher waits for it),
+`--control PATH` (the fault control socket), `--port NAME=PORT` (listen there or fail; NAME is modbus_tcp,
+ssh or debug), `--prefer NAME=PORT` (listen there if free), `--parent-pid PID` (exit when that process
+is no longer the parent). TCP services listen on 127.0.0.1, on free ports picked in 20000-31999 (below
+the ephemeral range). The device also exits when its parent process dies, so nothing outlives a harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from labs import LabError
+from labs.simplc.canbus import CanNode
+from labs.simplc.debug_service import serve_debug
+from labs.simplc.device import Device, provision_passwords
+from labs.simplc.faults import check_name, serve_control
+from labs.simplc.modbus import ModbusRtuLine, ModbusService, ModbusTcpServer
+from labs.simplc.profile import load_profile
+
+HOST = "127.0.0.1"
+PORT_RANGE = (20000, 32000)
+PORT_NAMES = ("modbus_tcp", "ssh", "debug")
+PORT_TRIES = 40
+PARENT_POLL_S = 0.5
+
+
+def _name_port(text: str) -> tuple[str, int]:
+    name, _, port = text.partition("=")
+    if name not in PORT_NAMES or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=PORT with NAME one of {', '.join(PORT_NAMES)}")
+    return name, int(port)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: write HOST:PORT, e.g. 127.0.0.1:5514")
+    return host, int(port)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m labs.simplc", description="Run the emulated PLC.")
+    parser.add_argument("--profile", required=True, help="insecure, sl1 or sl2")
+    parser.add_argument("--fault", help="start with this fault selected")
+    parser.add_argument("--syslog", type=_host_port, help="forward audit records to this loopback HOST:PORT")
+    parser.add_argument("--ready-file", type=Path, help="write the endpoints here (JSON) once ready")
+    parser.add_argument("--control", type=Path, help="path of the fault control socket")
+    parser.add_argument("--port", type=_name_port, action="append", default=[], help="NAME=PORT, required")
+    parser.add_argument("--prefer", type=_name_port, action="append", default=[], help="NAME=PORT, if free")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is no longer the parent")
+    return parser.parse_args(argv)
+
+
+def _candidates(required: int | None, preferred: int | None) -> Iterator[int]:
+    if required:
+        yield required
+        return
+    if preferred:
+        yield preferred
+    for _ in range(PORT_TRIES):
+        yield random.randrange(*PORT_RANGE)
+
+
+def open_port(name: str, required: int | None, preferred: int | None, bind: Callable[[int], Any]) -> Any:
+    """`bind(port)` on the first free candidate port; a required port that is taken is a LabError."""
+    for port in _candidates(required, preferred):
+        try:
+            return bind(port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    if required:
+        raise LabError(f"port {required} for {name} is taken: free it or choose another port")
+    raise LabError(f"no free port for {name} in {PORT_RANGE[0]}-{PORT_RANGE[1] - 1} after {PORT_TRIES} tries: "
+                   "free some ports")
+
+
+def _listen_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT from a previous run is fine
+        sock.bind((HOST, port))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _write_ready(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds passwords
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    t0 = time.monotonic()
+    loop = asyncio.get_running_loop()
+    profile = load_profile(args.profile)
+    try:
+        check_name(args.fault)
+    except ValueError as exc:
+        raise LabError(str(exc)) from None
+    required, preferred = dict(args.port), dict(args.prefer)
+    passwords = provision_passwords(profile, dict(os.environ))
+    device = Device(profile, passwords, syslog=args.syslog)
+    device.faults.set(args.fault)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(device.audit.close)
+        device.control.start()
+        stack.callback(device.control.stop)
+
+        service = ModbusService(device)
+        tcp = ModbusTcpServer(service)
+        await tcp.start(open_port("modbus_tcp", required.get("modbus_tcp"), preferred.get("modbus_tcp"),
+                                  _listen_socket))
+        stack.callback(tcp.close)
+        rtu = ModbusRtuLine(service)
+        stack.callback(rtu.close)
+        can = CanNode(device)
+        stack.callback(can.close)
+        extra: dict[str, Any] = {}
+        if profile.extra_service:
+            debug_sock = open_port("debug", required.get("debug"), preferred.get("debug"), _listen_socket)
+            debug = await serve_debug(device, debug_sock)
+            stack.callback(debug.close)
+            extra["debug"] = {"host": HOST, "port": debug_sock.getsockname()[1], "protocol": "tcp"}
+
+        run_dir = None
+        if args.control is None:
+            run_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="simplc-"))
+        control_path = str(args.control or Path(run_dir, "control.sock"))  # type: ignore[arg-type]
+        control = await serve_control(device.faults, control_path)
+        stack.callback(lambda: Path(control_path).unlink(missing_ok=True))
+        stack.callback(control.close)
+
+        # The management side (part B) runs its own threads: start and stop it off the event loop.
+        from labs.simplc.console import serve_console
+        from labs.simplc.ssh import serve_ssh
+
+        ssh = await loop.run_in_executor(None, lambda: open_port(
+            "ssh", required.get("ssh"), preferred.get("ssh"), lambda port: serve_ssh(device, HOST, port)))
+        stack.push_async_callback(loop.run_in_executor, None, ssh.close)
+        console = await loop.run_in_executor(None, serve_console, device)
+        stack.push_async_callback(loop.run_in_executor, None, console.close)
+
+        secrets = {spec.env: passwords[spec.username] for spec in profile.accounts}
+        info = {
+            "profile": profile.name,
+            "pid": os.getpid(),
+            "endpoints": {
+                "modbus_tcp": {"host": HOST, "port": tcp.port},
+                "modbus_rtu": {"url": rtu.path},
+                "can": {"channel": can.path},
+                "ssh": {"host": HOST, "port": ssh.port},
+                "console": {"url": console.path},
+            },
+            "secrets": secrets,
+            "control": control_path,
+            "extra_services": extra,
+            "started_s": round(time.monotonic() - t0, 3),
+        }
+        if args.ready_file:
+            _write_ready(args.ready_file, info)
+        _announce(info, show_secrets=args.ready_file is None)
+
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.ensure_future(_watch_parent(args.parent_pid, stop))
+        await stop.wait()
+        watcher.cancel()
+
+
+async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
+    """Stop when the parent is gone (we get re-parented): a killed harness must not leave a device behind."""
+    parent = parent_pid or os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_POLL_S)
+    stop.set()
+
+
+def _announce(info: dict[str, Any], show_secrets: bool) -> None:
+    lines = [f"SimPLC profile {info['profile']} ready in {info['started_s']:.2f} s (pid {info['pid']})"]
+    for name, where in {**info["endpoints"], **info["extra_services"]}.items():
+        lines.append(f"  {name:<11} " + (f"{where['host']}:{where['port']}" if "port" in where
+                                          else where.get("url") or where.get("channel")))
+    lines.append(f"  {'control':<11} {info['control']}")
+    if show_secrets:
+        lines += [f"  {env} = {password}" for env, password in info["secrets"].items()]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except (LabError, OSError) as exc:
+        print(f"simplc: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    # Part B's threads are daemons, but make sure a lingering one cannot keep a stopped device alive.
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(timeout=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

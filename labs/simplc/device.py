@@ -1,0 +1,108 @@
+"""The device object every interface shares, and the pty ends the serial interfaces sit on.
+
+`Device` holds the state the interfaces have in common: the profile, the process image, the audit log,
+accounts, sessions, the current fault and the mutable security settings (seeded from the profile; the
+management shell reads and changes them, and Modbus/CAN read them on every request).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import string
+import termios
+import time
+import tty
+from dataclasses import fields
+from typing import Any
+
+from labs.simplc.control import ControlTask
+from labs.simplc.faults import FaultState
+from labs.simplc.image import ProcessImage
+from labs.simplc.profile import Profile
+
+# Profile fields that are not live settings: identity, the account list, firmware defects, and what is only
+# decided at start-up (whether the debug service exists).
+_NOT_SETTINGS = ("name", "accounts", "extra", "input_bugs", "extra_service")
+
+
+def initial_settings(profile: Profile) -> dict[str, Any]:
+    return {f.name: getattr(profile, f.name) for f in fields(profile) if f.name not in _NOT_SETTINGS}
+
+
+def make_password(length: int = 16) -> str:
+    """A random password with all four character classes, so any profile's password rules accept it."""
+    classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits, "!#%+-.:=?@_")
+    chars = [secrets.choice(c) for c in classes]
+    chars += [secrets.choice("".join(classes)) for _ in range(length - len(chars))]
+    secrets.SystemRandom().shuffle(chars)
+    return "".join(chars)
+
+
+def provision_passwords(profile: Profile, env: dict[str, str]) -> dict[str, str]:
+    """username -> password: the factory default if the profile has one, else `env[spec.env]` if set (a restart
+    keeps the passwords the harness already holds), else a fresh random one."""
+    return {a.username: a.password or env.get(a.env) or make_password() for a in profile.accounts}
+
+
+class Device:
+    def __init__(self, profile: Profile, passwords: dict[str, str], syslog: tuple[str, int] | None = None) -> None:
+        # Imported here: the management side (accounts, audit, sessions) is a separate part of the lab.
+        from labs.simplc.accounts import Accounts
+        from labs.simplc.audit import AuditLog
+        from labs.simplc.sessions import Sessions
+
+        self.profile = profile
+        self.image = ProcessImage()
+        self.settings: dict[str, Any] = initial_settings(profile)
+        self.audit = AuditLog(syslog)
+        self.accounts = Accounts(profile, passwords, self.audit, settings=self.settings)  # one live policy
+        self.sessions = Sessions(profile.max_sessions)
+        self.started = time.time()
+        self.faults = FaultState()
+        self.master_seen = float("-inf")  # time.monotonic() of the last Modbus request to unit 1
+        self.control = ControlTask(self)
+
+    @property
+    def fault(self) -> str | None:
+        """The current fault name or None; safe to read from any thread."""
+        return self.faults.current
+
+
+class Pty:
+    """A pty pair: the device keeps the master, the harness opens `path` (the slave) with pyserial.
+
+    The device also holds the slave open: the line stays raw between harness connections and reads on the
+    master never fail with EIO. Writes never block: with nobody reading, bytes are dropped, as on a wire.
+    """
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+
+    def read(self) -> bytes:
+        if self.master < 0:
+            return b""
+        try:
+            return os.read(self.master, 4096)
+        except OSError:  # BlockingIOError included
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if self.master < 0:  # closed: never write into a file descriptor number reused since
+            return
+        with contextlib.suppress(OSError):  # BlockingIOError included: a full line drops bytes
+            os.write(self.master, data)
+
+    def discard_pending(self) -> None:
+        """Drop what the harness has not read yet (an adapter that closes its channel)."""
+        termios.tcflush(self.slave, termios.TCIFLUSH)
+
+    def close(self) -> None:
+        fds, self.master, self.slave = (self.master, self.slave), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)

@@ -1,0 +1,269 @@
+"""Start the emulated PLC as a child process and hand back a `Running` (the contract in `labs/__init__.py`).
+
+`start()` runs `python -m labs.simplc` in its own process group with a private run directory (ready file,
+control socket, log), waits for the ready file, then proves that every interface answers: a Modbus TCP
+read, a Modbus RTU read, an SSH password login as admin, a CAN heartbeat, a console login prompt. Only
+then does it select the requested fault and return. `stop()` ends the whole process group (SIGTERM, then
+SIGKILL after a grace period) and removes the run directory; every device still running when the
+interpreter exits is stopped too, and a device whose parent dies stops by itself.
+
+`options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023}}` to require fixed ports;
+otherwise free ports are picked in 20000-31999.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from labs import LabError
+from labs.simplc.faults import NAMES as FAULT_NAMES
+from labs.simplc.profile import available, load_profile
+
+READY_TIMEOUT_S = 10.0  # ready in well under 1 s here; leave room for a loaded 2-core machine
+CHECK_TIMEOUT_S = 3.0
+STOP_GRACE_S = 3.0
+OPTIONS = ("ports",)
+PORT_NAMES = ("modbus_tcp", "ssh", "debug")
+HEARTBEAT_ID = 0x705
+CONSOLE_PROMPT = b"login: "
+
+_running: set[SimplcRunning] = set()
+
+
+def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | None = None,
+          syslog: tuple[str, int] | None = None) -> SimplcRunning:
+    if profile not in available():
+        raise LabError(f"unknown simplc profile {profile!r}: use one of {', '.join(available())}")
+    for name in faults:
+        if name not in FAULT_NAMES:
+            raise LabError(f"unknown simplc fault {name!r}: use one of {', '.join(FAULT_NAMES)}")
+    if len(faults) > 1:
+        raise LabError(f"simplc takes one fault at a time, not {', '.join(faults)}: pick one")
+    options = dict(options or {})
+    if unknown := set(options) - set(OPTIONS):
+        raise LabError(f"unknown simplc option(s) {', '.join(sorted(unknown))}: use {', '.join(OPTIONS)}")
+    ports = dict(options.get("ports") or {})
+    if bad := [n for n, p in ports.items() if n not in PORT_NAMES or not isinstance(p, int) or not 0 < p < 65536]:
+        raise LabError(f"bad simplc port option(s) {', '.join(map(str, bad))}: give {{NAME: PORT}} with NAME one of "
+                       f"{', '.join(PORT_NAMES)}")
+    running = SimplcRunning(profile, tuple(faults), ports, syslog)
+    running.launch()
+    return running
+
+
+class SimplcRunning:
+    def __init__(self, profile: str, faults: tuple[str, ...], ports: dict[str, int],
+                 syslog: tuple[str, int] | None) -> None:
+        self.profile = profile
+        self.faults = faults
+        self.ports = ports
+        self.syslog = syslog
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, str] = {}
+        self.extra_services: dict[str, dict[str, Any]] = {}
+        self.control = ""
+        self.pid = 0
+        self.ready_s = 0.0
+        self.fault: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: Path | None = None
+
+    # --- lifecycle
+
+    def launch(self, preferred: dict[str, int] | None = None) -> None:
+        t0 = time.monotonic()
+        self._dir = Path(tempfile.mkdtemp(prefix="simplc-"))
+        ready, log = self._dir / "ready.json", self._dir / "device.log"
+        cmd = [sys.executable, "-m", "labs.simplc", "--profile", self.profile, "--ready-file", str(ready),
+               "--control", str(self._dir / "control.sock"), "--parent-pid", str(os.getpid())]
+        cmd += [a for name, port in self.ports.items() for a in ("--port", f"{name}={port}")]
+        cmd += [a for name, port in (preferred or {}).items() if name not in self.ports
+                for a in ("--prefer", f"{name}={port}")]
+        if self.syslog:
+            cmd += ["--syslog", f"{self.syslog[0]}:{self.syslog[1]}"]
+        # Passwords: the device provisions its own, except those kept from before a restart; never ones
+        # that happen to be exported in the harness's environment.
+        account_vars = {a.env for a in load_profile(self.profile).accounts}
+        env = {k: v for k, v in os.environ.items() if k not in account_vars}
+        env.update(self.secrets)
+        with open(log, "wb") as out:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                          env=env, start_new_session=True)
+        _running.add(self)
+        self.pid = self._proc.pid
+        try:
+            info = self._wait_ready(ready, log)
+            self.endpoints, self.secrets = info["endpoints"], info["secrets"]
+            self.control, self.extra_services = info["control"], info["extra_services"]
+            self._check_interfaces()
+            for name in self.faults:
+                self.set_fault(name)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_s = time.monotonic() - t0
+
+    def _wait_ready(self, ready: Path, log: Path) -> dict[str, Any]:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if ready.exists():
+                return json.loads(ready.read_text(encoding="utf-8"))
+            if self._proc.poll() is not None:  # type: ignore[union-attr]
+                raise LabError(f"simplc ({self.profile}) exited before it was ready: {_last_line(log)}")
+            time.sleep(0.01)
+        raise LabError(f"simplc ({self.profile}) was not ready within {READY_TIMEOUT_S:.0f} s: see the device log "
+                       f"line {_last_line(log)!r}; the machine may be overloaded")
+
+    def _check_interfaces(self) -> None:
+        checks = {"modbus_tcp": self._check_modbus_tcp, "modbus_rtu": self._check_modbus_rtu,
+                  "ssh": self._check_ssh, "can": self._check_can, "console": self._check_console}
+        with ThreadPoolExecutor(len(checks)) as pool:
+            futures = {name: pool.submit(check) for name, check in checks.items()}
+        for name, future in futures.items():
+            if (error := future.exception()) is not None:
+                raise LabError(f"simplc ({self.profile}) started but its {name} does not answer: "
+                               f"{type(error).__name__}: {error}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        _running.discard(self)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_GRACE_S)
+            with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_GRACE_S)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def restart(self) -> None:
+        """Power cycle: the same profile, fault, passwords and, where still free, the same TCP ports.
+        The ptys (modbus_rtu, can, console) get new paths: read `endpoints` again."""
+        preferred = {"modbus_tcp": self.endpoints.get("modbus_tcp", {}).get("port"),
+                     "ssh": self.endpoints.get("ssh", {}).get("port"),
+                     "debug": self.extra_services.get("debug", {}).get("port")}
+        self.stop()
+        self.fault = None
+        self.launch({name: port for name, port in preferred.items() if port})
+
+    def set_fault(self, name: str | None) -> None:
+        if name is not None and name not in FAULT_NAMES:
+            raise LabError(f"unknown simplc fault {name!r}: use one of {', '.join(FAULT_NAMES)} (or None to clear)")
+        if self._proc is None:
+            raise LabError("simplc is not running: start it (or restart it) before selecting a fault")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(CHECK_TIMEOUT_S)
+                sock.connect(self.control)
+                sock.sendall(json.dumps({"fault": name}).encode() + b"\n")
+                answer = sock.makefile("rb").readline().decode(errors="replace").strip()
+        except OSError as exc:
+            raise LabError(f"simplc control socket {self.control} does not answer ({exc}): restart the device") \
+                from None
+        if answer != "ok":
+            raise LabError(f"simplc refused fault {name!r}: {answer}")
+        self.fault = name
+
+    # --- readiness: each interface must really answer
+
+    def _check_modbus_tcp(self) -> None:
+        ep = self.endpoints["modbus_tcp"]
+        with socket.create_connection((ep["host"], ep["port"]), timeout=CHECK_TIMEOUT_S) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(struct.pack(">HHHBBHH", 1, 0, 6, 1, 3, 0, 1))
+            reply = b""
+            while len(reply) < 11:
+                if not (chunk := sock.recv(64)):
+                    break
+                reply += chunk
+        if reply[:2] != b"\x00\x01" or reply[7:9] != b"\x03\x02":
+            raise OSError(f"read of holding register 0 answered {reply.hex() or 'nothing'}")
+
+    def _check_modbus_rtu(self) -> None:
+        import serial
+        from pymodbus.framer import FramerRTU
+
+        request = bytes([1, 3, 0, 0, 0, 1])
+        request += FramerRTU.compute_CRC(request).to_bytes(2, "big")
+        with serial.Serial(self.endpoints["modbus_rtu"]["url"], 19200, timeout=CHECK_TIMEOUT_S) as port:
+            port.reset_input_buffer()
+            port.write(request)
+            reply = port.read(7)
+        if reply[:3] != b"\x01\x03\x02" or not FramerRTU.check_CRC(reply[:5], int.from_bytes(reply[5:7], "big")):
+            raise OSError(f"read of holding register 0 answered {reply.hex() or 'nothing'}")
+
+    def _check_ssh(self) -> None:
+        import paramiko
+
+        admin = next(a for a in load_profile(self.profile).accounts if a.username == "admin")
+        ep = self.endpoints["ssh"]
+        sock = socket.create_connection((ep["host"], ep["port"]), timeout=CHECK_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # paramiko pays ~80 ms without it
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a fresh host key every start
+        try:
+            client.connect(ep["host"], ep["port"], username="admin", password=self.secrets[admin.env], sock=sock,
+                           timeout=CHECK_TIMEOUT_S, banner_timeout=CHECK_TIMEOUT_S, auth_timeout=CHECK_TIMEOUT_S,
+                           look_for_keys=False, allow_agent=False)
+        finally:
+            client.close()
+            sock.close()
+
+    def _check_can(self) -> None:
+        import can
+
+        bus = can.Bus(interface="slcan", channel=self.endpoints["can"]["channel"], bitrate=500_000,
+                      sleep_after_open=0)
+        try:
+            deadline = time.monotonic() + CHECK_TIMEOUT_S
+            while time.monotonic() < deadline:
+                msg = bus.recv(timeout=0.1)
+                if msg is not None and msg.arbitration_id == HEARTBEAT_ID:
+                    return
+            raise OSError(f"no heartbeat (id 0x{HEARTBEAT_ID:03X}) within {CHECK_TIMEOUT_S:.0f} s")
+        finally:
+            bus.shutdown()
+
+    def _check_console(self) -> None:
+        import serial
+
+        with serial.Serial(self.endpoints["console"]["url"], 115200, timeout=0.1) as port:
+            port.reset_input_buffer()
+            port.write(b"\r")
+            seen, deadline = b"", time.monotonic() + CHECK_TIMEOUT_S
+            while CONSOLE_PROMPT not in seen and time.monotonic() < deadline:
+                seen += port.read(256)
+        if CONSOLE_PROMPT not in seen:
+            raise OSError(f"no login prompt after CR, got {seen[-60:]!r}")
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for running in list(_running):
+        running.stop()
