@@ -191,3 +191,19 @@ def test_secrets_never_reach_reports_or_output(bench: Path) -> None:
     assert leaked == []
     assert secret not in proc.stdout + proc.stderr
     assert "***" in (run_dir / "results.jsonl").read_text()
+
+
+def test_write_without_permission_is_not_run(bench: Path) -> None:
+    (bench / "test_write.py").write_text(textwrap.dedent('''\
+        import pytest
+
+        @pytest.mark.judges("CR 2.1 RE(1)")
+        def test_writes(target):
+            target.guard("modbus_tcp").check_write("holding_registers", 100)
+            assert False, "must not get here: the write was not allowed"
+        '''))
+    proc = run(bench, "--target", "bench.yaml", "--run-id", "w", "test_write.py")
+    lines = [json.loads(ln) for ln in (bench / "reports" / "bench" / "w" / "results.jsonl").read_text().splitlines()]
+    outcome = next(ln for ln in lines if ln["type"] == "outcome")
+    assert outcome["verdict"] == "not-run", proc.stdout
+    assert "allow_writes" in outcome["reason"]
