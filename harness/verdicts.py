@@ -71,19 +71,23 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
     if not outs:
         return RowResult(row, Verdict.NOT_TESTED, "no test judges this row yet", outs)
     cms = countermeasures or {}
-    adjusted = []
+    adjusted, observed, justifications = [], {}, {}  # dicts: ordered sets
     for out in outs:
         justification = (cms.get(f"{row.id}|{out.interface}") if out.interface else None) or cms.get(row.id)
         if out.verdict is Verdict.FAIL and justification:
-            observed = f"{out.reason}; " if out.reason else ""
+            observed[out.reason] = justifications[justification] = None
+            seen = f"{out.reason}; " if out.reason else ""
             out = replace(out, verdict=Verdict.COMPENSATED,
-                          reason=f"{observed}compensating countermeasure: {justification}")
+                          reason=f"{seen}compensating countermeasure: {justification}")
         adjusted.append(out)
     for verdict in PRECEDENCE:
         deciding = [o for o in adjusted if o.verdict is verdict]
         if deciding:
-            reason = "; ".join(dict.fromkeys(o.reason for o in deciding if o.reason))
-            return RowResult(row, verdict, reason, tuple(adjusted))
+            if verdict is Verdict.COMPENSATED:  # each observation and each justification once, however many
+                reasons = [*filter(None, observed), *(f"compensating countermeasure: {j}" for j in justifications)]
+            else:
+                reasons = list(dict.fromkeys(o.reason for o in deciding if o.reason))
+            return RowResult(row, verdict, "; ".join(reasons), tuple(adjusted))
     raise AssertionError(f"outcome verdicts outside PRECEDENCE: {[o.verdict for o in adjusted]}")
 
 
