@@ -84,7 +84,9 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
         deciding = [o for o in adjusted if o.verdict is verdict]
         if deciding:
             if verdict is Verdict.COMPENSATED:  # each observation and each justification once, however many
-                reasons = [*filter(None, observed), *(f"compensating countermeasure: {j}" for j in justifications)]
+                direct = [o.reason for o, orig in zip(adjusted, outs, strict=True) if orig.verdict is verdict]
+                reasons = [*dict.fromkeys(filter(None, [*direct, *observed])),
+                           *(f"compensating countermeasure: {j}" for j in justifications)]
             else:
                 reasons = list(dict.fromkeys(o.reason for o in deciding if o.reason))
             return RowResult(row, verdict, "; ".join(reasons), tuple(adjusted))
