@@ -22,7 +22,8 @@ class Redactor:
 
     def add(self, secret: str) -> None:
         if secret and len(secret) >= 3:  # a 1-2 character "secret" would shred every line it appears in
-            self._secrets.add(secret)
+            # also the forms repr() and JSON give it, so an escaped backslash or quote does not slip through
+            self._secrets.update({secret, repr(secret)[1:-1], secret.encode("unicode_escape").decode()})
 
     def __call__(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):

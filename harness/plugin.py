@@ -60,6 +60,8 @@ class HarnessState:
 STATE = pytest.StashKey[HarnessState]()
 EVIDENCE = pytest.StashKey[Evidence]()
 _PHASES = pytest.StashKey[dict[str, tuple[Verdict, str, tuple[str, ...]]]]()
+_DURATIONS = pytest.StashKey[list[float]]()
+_RECORDED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -82,6 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         for name in names:
             path = find_target_file(name)
+            if path.stem in targets:
+                raise HarnessError(f"two targets named {path.stem!r} ({targets[path.stem].path} and {path}): "
+                                   "reports are kept by name, so rename one of the files")
             spec = load_target(path)
             for cm in spec.countermeasures:
                 check_ids(cm.rows, f"target file {path} (countermeasures)")
@@ -110,19 +115,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("judges")
     if marker is None:
         return
-    where = f"test {metafunc.definition.nodeid}"
-    try:
-        if not marker.args:
-            raise HarnessError(f"{where} has a judges marker with no catalogue id; name the rows it judges")
-        check_ids(marker.args, where)
-        over = marker.kwargs.get("over")
-        if over is not None:
-            unknown = [i for i in over if i not in INTERFACE_NAMES]
-            if unknown:
-                raise HarnessError(f"{where} runs over unknown interface {unknown[0]!r}; "
-                                   f"use one of {', '.join(INTERFACE_NAMES)}")
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    problem = _marker_problem(metafunc, marker)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    over = marker.kwargs.get("over")
     if over is None:
         used = [f for f in FIXTURE_INTERFACES if f in metafunc.fixturenames]
         over = FIXTURE_INTERFACES[used[0]] if len(used) == 1 else None
@@ -130,6 +126,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if "interface" not in metafunc.fixturenames:  # e.g. a test that only uses `shell` over ssh
             metafunc.fixturenames.append("interface")
         metafunc.parametrize("interface", list(over), ids=list(over))
+
+
+def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark) -> str | None:
+    where = f"test {metafunc.definition.nodeid}"
+    if not marker.args:
+        return f"{where} has a judges marker with no catalogue id; name the rows it judges"
+    try:
+        check_ids(marker.args, where)
+    except HarnessError as exc:
+        return str(exc)
+    if "_target" not in metafunc.fixturenames:
+        return f"{where} judges rows but uses no `target` (or driver) fixture: a verdict needs a device"
+    over = marker.kwargs.get("over")
+    if over is not None and not isinstance(over, list | tuple):
+        return f"{where}: over= takes a list of interfaces, e.g. over=[{over!r}]"
+    unknown = [i for i in over or () if i not in INTERFACE_NAMES]
+    if unknown:
+        return f"{where} runs over unknown interface {unknown[0]!r}; use one of {', '.join(INTERFACE_NAMES)}"
+    return None
 
 
 # --- recording outcomes
@@ -173,6 +188,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if not rows:
         return report
     phases = item.stash.setdefault(_PHASES, {})
+    if call.when != "teardown":
+        item.stash.setdefault(_DURATIONS, []).append(report.duration)
     if call.when == "call" or call.excinfo is not None:
         phases[call.when] = _classify(call, report)
     if call.when == "teardown":
@@ -185,7 +202,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         outcome = Outcome(test=item.nodeid, rows=rows, verdict=verdict, reason=reason,
                           interface=callspec.params.get("interface") if callspec else None,
                           evidence=tuple(ev.lines()) if ev else (), checklist=checklist)
-        _record(item.config, _target_of(item), outcome, duration=report.duration)
+        duration = sum(d for d in item.stash.setdefault(_DURATIONS, []))  # setup + call + teardown
+        _record(item.config, _target_of(item), outcome, duration=duration + report.duration)
+        item.stash[_RECORDED] = True
         report.user_properties.append(("verdict", str(verdict)))
     elif call.when == "call" and report.failed and phases["call"][0] is Verdict.FAIL:
         justification = _compensation(item, rows)
@@ -215,7 +234,10 @@ def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
 
 def _redact_report(report: pytest.TestReport) -> None:
     """Secrets in an assertion message or captured output must not reach the terminal or JUnit either."""
-    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, redact(reason))
+    elif report.longrepr is not None:
         text = str(report.longrepr)
         if redact(text) != text:
             report.longrepr = redact(text)
@@ -248,9 +270,9 @@ def _config_record(spec: TargetSpec) -> dict:
 
 
 def _open_reports(state: HarnessState, config: pytest.Config) -> None:
-    from harness.report.results import ResultsWriter
+    from harness.report.results import ResultsWriter, now_iso
 
-    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    started = now_iso()
     for loaded in state.targets.values():
         run_dir = state.reports_dir / loaded.name / state.run_id
         try:
@@ -298,8 +320,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from harness.report import write_reports
 
+    unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)]
+    for item in unreached:  # stopped early (-x, Ctrl-C, a crash): say so rather than "not tested"
+        _record(session.config, _target_of(item), Outcome(item.nodeid, _rows(item), Verdict.NOT_RUN,
+                                                          "not reached: the run stopped before this test"))
     for loaded in state.targets.values():
-        loaded.writer.end(int(exitstatus))  # type: ignore[union-attr]
+        loaded.writer.end(int(exitstatus), len(unreached))  # type: ignore[union-attr]
         try:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
         except (OSError, HarnessError) as exc:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import HarnessError
 from harness.evidence import redact
@@ -27,6 +35,17 @@ _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class ComponentType(StrEnum):
@@ -98,9 +117,9 @@ class Ssh(Strict):
 class Console(Strict):
     url: str | None = Field(None, description="pyserial URL of the serial console")
     baudrate: int = 115200
-    login_prompt: str = Field("login:", description="regular expression")
-    password_prompt: str = Field("[Pp]assword:", description="regular expression")
-    shell_prompt: str = Field(r"[$#>] ?$", description="regular expression matched at the end of output")
+    login_prompt: Regex = Field("login:", description="regular expression")
+    password_prompt: Regex = Field("[Pp]assword:", description="regular expression")
+    shell_prompt: Regex = Field(r"[$#>] ?$", description="regular expression matched at the end of output")
     timeouts: Timeouts = Timeouts(connect_s=2.0, reply_s=2.0)
 
 
@@ -166,7 +185,7 @@ class CanHeartbeat(Strict):
 
 class ConsoleLine(Strict):
     kind: Literal["console_line"] = "console_line"
-    pattern: str
+    pattern: Regex
     period_s: float = Field(gt=0)
 
 
@@ -206,7 +225,7 @@ class Shell(Strict):
     """How the management shell (SSH and console) is driven: one template per operation."""
 
     commands: dict[str, str] = Field(default_factory=dict, description="operation -> command template")
-    denied_pattern: str = Field("permission denied", description="regular expression of a refusal")
+    denied_pattern: Regex = Field("permission denied", description="regular expression of a refusal")
 
 
 class Policies(Strict):
@@ -261,13 +280,23 @@ class Budget(Strict):
 
 
 class Safety(Strict):
-    allow_writes: bool = False
+    allow_writes: bool = False  # process-image writes, inside `writable`
     allow_fuzzing: bool = False
     allow_floods: bool = False
+    allow_config_changes: bool = Field(False, description="accounts, passwords, settings and sessions may be "
+                                       "changed through the management shell (and are restored)")
     writable: Writable = Writable()
     max_rate_per_s: float = Field(50.0, gt=0, description="cap on requests per second, per interface")
     rates: dict[str, float] = Field(default_factory=dict, description="per-interface override of the cap")
     fuzz_budget: dict[str, Budget] = Field(default_factory=dict, description="per-interface fuzz budget")
+
+    @field_validator("rates", "fuzz_budget")
+    @classmethod
+    def _known_interfaces(cls, value: dict) -> dict:
+        unknown = [k for k in value if k not in INTERFACE_NAMES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not an interface; use one of {', '.join(INTERFACE_NAMES)}")
+        return value
 
     def rate_for(self, interface: str) -> float:
         return self.rates.get(interface, self.max_rate_per_s)
@@ -275,8 +304,17 @@ class Safety(Strict):
 
 class Countermeasure(Strict):
     rows: list[str] = Field(min_length=1, description="catalogue ids it answers, e.g. 'CR 1.1'")
-    interfaces: list[str] = Field(default_factory=list, description="empty: every interface")
+    interfaces: list[str] = Field(min_length=1, description="the interfaces it covers; named one by one, so a "
+                                  "countermeasure for Modbus never excuses a flaw found over ssh")
     justification: str = Field(min_length=10)
+
+    @field_validator("interfaces")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [i for i in value if i not in INTERFACE_NAMES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not an interface; use one of {', '.join(INTERFACE_NAMES)}")
+        return value
 
 
 class Emulator(Strict):
@@ -287,7 +325,8 @@ class Emulator(Strict):
 
 
 class Recovery(Strict):
-    command: str | None = Field(None, description="shell command that restores the device, e.g. a power cycle")
+    command: str | None = Field(None, description="command that restores the device, e.g. a power cycle; "
+                                "${VAR} references are resolved (and redacted) at run time")
     wait_s: float = Field(10.0, gt=0, le=600)
 
 
@@ -327,6 +366,10 @@ class TargetSpec(Strict):
             if self.policies.roles and account.role not in self.policies.roles:
                 raise ValueError(f"account {account.username!r} has role {account.role!r}, which "
                                  f"policies.roles does not define (defined: {', '.join(self.policies.roles)})")
+        unlock = self.policies.lockout.admin_unlock if self.policies.lockout else None
+        if unlock and unlock not in self.shell.commands:
+            raise ValueError(f"policies.lockout.admin_unlock names {unlock!r}, which shell.commands does not "
+                             "declare")
         ef = self.essential_function
         for via in ef.via if ef else ():
             if getattr(self.interfaces, via) is None:
@@ -354,6 +397,8 @@ def find_target_file(name_or_path: str, directory: Path = TARGETS_DIR) -> Path:
     """A bare name means targets/NAME.yaml; anything with a slash or a .yaml suffix is a path."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
+        if path.is_dir():
+            raise HarnessError(f"{path} is a folder: give --target a target file (NAME.yaml) or a target name")
         if not path.is_file():
             raise HarnessError(f"target file {path} does not exist: check the path given to --target")
         return path
@@ -394,6 +439,11 @@ def load_target(path: Path) -> TargetSpec:
         first = _describe(exc.errors()[0])
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise HarnessError(f"target file {path}: {first}{more}") from None
+
+
+def expand_refs(text: str) -> str:
+    """`text` with each `${VAR}` replaced by its (redacted) value, e.g. a recovery command's community string."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", lambda m: resolve_secret(m.group(0), "recovery.command"), text)
 
 
 def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) -> Secret:

@@ -89,6 +89,10 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
                            *(f"compensating countermeasure: {j}" for j in justifications)]
             else:
                 reasons = list(dict.fromkeys(o.reason for o in deciding if o.reason))
+            if verdict is Verdict.NA and any(o.checklist for o in deciding):
+                # n/a only on the target file's word (e.g. an interface it does not declare): a human confirms
+                verdict = Verdict.MANUAL
+                reasons = [f"n/a by the target file's declaration, to be confirmed: {'; '.join(reasons)}"]
             return RowResult(row, verdict, "; ".join(reasons), tuple(adjusted))
     raise AssertionError(f"outcome verdicts outside PRECEDENCE: {[o.verdict for o in adjusted]}")
 

@@ -34,19 +34,8 @@ from labs import LabError
 TEST_TIMEOUT_S = 60
 REPLY_S = 1.0
 HEARTBEAT, SDO_REQUEST, SDO_REPLY = 0x705, 0x605, 0x585
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT_S)
 ACCOUNT_VARS = {f"SIMPLC_{n}_PASSWORD" for n in ("ADMIN", "ENGINEER", "OPERATOR", "VIEWER", "LOCKTEST", "PWTEST")}
-
-
-@pytest.fixture(autouse=True)
-def _time_limit() -> Iterator[None]:
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test took longer than {TEST_TIMEOUT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT_S)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

@@ -207,3 +207,32 @@ def test_write_without_permission_is_not_run(bench: Path) -> None:
     outcome = next(ln for ln in lines if ln["type"] == "outcome")
     assert outcome["verdict"] == "not-run", proc.stdout
     assert "allow_writes" in outcome["reason"]
+
+
+def test_judged_test_without_a_device_is_a_collection_error(bench: Path) -> None:
+    (bench / "test_nodevice.py").write_text('import pytest\n\n@pytest.mark.judges("CR 1.12")\n'
+                                            'def test_x(evidence):\n    evidence.add("x", "y")\n')
+    proc = run(bench, "--target", "bench.yaml", "test_nodevice.py")
+    assert proc.returncode != 0 and "uses no `target`" in proc.stdout
+
+
+def test_over_must_be_a_list(bench: Path) -> None:
+    (bench / "test_over.py").write_text('import pytest\n\n@pytest.mark.judges("CR 1.12", over="ssh")\n'
+                                        'def test_x(target):\n    assert target\n')
+    proc = run(bench, "--target", "bench.yaml", "test_over.py")
+    assert proc.returncode != 0 and "over= takes a list" in proc.stdout
+
+
+def test_run_stopped_early_says_so(bench: Path) -> None:
+    run(bench, "--target", "bench.yaml", "--run-id", "x", "-x", "test_suite.py")
+    matrix = json.loads((bench / "reports" / "bench" / "x" / "matrix.json").read_text())
+    verdicts = {r["id"]: (r["verdict"], r["reason"]) for r in matrix["rows"]}
+    assert verdicts["CR 2.6"][0] == "not-run" and "not reached" in verdicts["CR 2.6"][1]
+    assert matrix["run"]["complete"] is False
+
+
+def test_countermeasure_must_name_its_interfaces(bench: Path) -> None:
+    (bench / "cm.yaml").write_text(DEVICELESS + 'countermeasures:\n  - rows: ["CR 1.1"]\n'
+                                   '    justification: "a firewall in front of everything"\n')
+    line = one_line_error(run(bench, "--target", "cm.yaml", "test_suite.py"))
+    assert "countermeasures.0.interfaces" in line

@@ -125,7 +125,10 @@ def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> di
             "identity": header.get("identity") or {}, "component_type": component_type, "sl_t": sl_t,
             "config": header.get("config") or {}, "countermeasures": countermeasures,
             "started": header.get("started"), "ended": record.ended, "exit_status": record.exit_status,
-            "complete": record.ended is not None and not record.truncated, "truncated_line": record.truncated,
+            # complete: it ended normally (tests passed or failed), not interrupted, killed or cut short
+            "complete": (record.ended is not None and not record.truncated and record.exit_status in (0, 1)
+                         and record.unreached == 0),
+            "truncated_line": record.truncated,
             "command": header.get("command"), "notes": notes,
         },
         "summary": {

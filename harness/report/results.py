@@ -75,8 +75,9 @@ class ResultsWriter:
                       "evidence": list(outcome.evidence), "checklist": list(outcome.checklist),
                       "duration_s": round(float(duration_s), 3), "ended": now_iso()})
 
-    def end(self, exit_status: int) -> None:
-        self._append({"type": "end", "ended": now_iso(), "exit_status": int(exit_status)})
+    def end(self, exit_status: int, unreached: int = 0) -> None:
+        """`unreached`: collected tests the run stopped before (-x, Ctrl-C): the run is then incomplete."""
+        self._append({"type": "end", "ended": now_iso(), "exit_status": int(exit_status), "unreached": unreached})
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class RunRecord:
     ended: str | None  # None: no `end` line, the run did not finish normally
     exit_status: int | None
     truncated: bool  # the last line did not parse (the run was killed mid-write) and was ignored
+    unreached: int = 0  # tests the run stopped before
 
 
 def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
@@ -161,7 +163,7 @@ def read_results(path: Path) -> RunRecord:
                            f"{RESULTS_SCHEMA_VERSION}: rebuild the reports with the harness version that ran it")
     outcomes: list[Outcome] = []
     timings: list[Timing] = []
-    ended, exit_status = None, None
+    ended, exit_status, unreached = None, None, 0
     for number, rec in parsed[1:]:
         kind = rec.get("type")
         if kind == "outcome":
@@ -171,6 +173,7 @@ def read_results(path: Path) -> RunRecord:
         elif kind == "end":
             ended = rec["ended"] if isinstance(rec.get("ended"), str) else "unknown"
             exit_status = rec.get("exit_status") if isinstance(rec.get("exit_status"), int) else None
+            unreached = rec.get("unreached") if isinstance(rec.get("unreached"), int) else 0
         # other types are ignored: a later minor addition must not stop older readers
     return RunRecord(header=header, outcomes=outcomes, timings=timings, ended=ended, exit_status=exit_status,
-                     truncated=truncated)
+                     truncated=truncated, unreached=unreached)
