@@ -15,18 +15,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from fixtures.drivers.modbus import ModbusDriver, mbap
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.target import ModbusTcp, Safety, Timeouts
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support is in the tree, not installed
+
+from fixtures.drivers.modbus import ModbusDriver, mbap  # noqa: E402
+from fixtures.safety import Guard  # noqa: E402
+from harness.evidence import Evidence  # noqa: E402
+from harness.target import ModbusTcp, Safety, Timeouts  # noqa: E402
+from tests.support import end_process, free_port  # noqa: E402
 
 READ_10 = bytes.fromhex("03 0000 000a")
 
@@ -39,18 +42,6 @@ def serve(port: int) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     device = SimDevice(1, simdata=[SimData(0, values=list(range(100)), datatype=DataType.REGISTERS)])
     StartTcpServer(device, address=("127.0.0.1", port))
-
-
-def free_port() -> int:
-    for _ in range(50):
-        port = random.randrange(20000, 32000)  # below the ephemeral range
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 20000-32000")
 
 
 def wait_ready(port: int, timeout: float = 10.0) -> None:
@@ -125,12 +116,7 @@ def main() -> None:
             print(f"  {name:66s} {statistics.median(rates):9.0f}")
         print(f"  case classifications seen by send_raw_then_probe: {kinds}")
     finally:
-        server.terminate()
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        end_process(server, 5)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from fixtures.safety import Guard
 from harness.evidence import Evidence
 from harness.outcomes import NotRun
 from harness.target import Can, Safety, Timeouts, Writable
-from tests.test_drivers_modbus import PtyLink
+from tests.support import PtyLink
 
 HEARTBEAT_ID, HEARTBEAT_S = 0x701, 0.02
 REQUEST_ID, RESPONSE_ID = 0x601, 0x581  # CANopen-style SDO ids of node 1

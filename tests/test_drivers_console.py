@@ -9,7 +9,6 @@ import random
 import select
 import threading
 import time
-import tty
 
 import pytest
 
@@ -18,6 +17,7 @@ from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, InterfaceUnav
 from fixtures.safety import Guard
 from harness.evidence import Evidence
 from harness.target import Console, Safety, Timeouts
+from tests.support import raw_pty
 
 PASSWORD = "s3cret-Horse"
 BANNER = "Authorized use only. Activity is logged."
@@ -32,10 +32,8 @@ class FakeDevice:
     def __init__(self, mode: str = "normal", echo: str = "off", logged_in: bool = False,
                  fail_delay: float = 0.0) -> None:
         self.mode, self.echo, self.fail_delay = mode, echo, fail_delay
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
+        self.master, self.slave, self.path = raw_pty()
         os.set_blocking(self.master, False)  # a full pty must never block the device thread
-        self.path = os.ttyname(self.slave)
         self.state = "shell" if logged_in else "idle"
         self.line = b""
         self.user = ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -22,6 +21,7 @@ from fixtures.monitor import monitor_for
 from fixtures.safety import Guard
 from harness.evidence import Evidence
 from harness.target import TargetSpec, find_target_file, load_target
+from tests.support import fault
 
 MARGIN_S = 1.0  # scheduling slack on a busy 2-core machine
 
@@ -33,15 +33,6 @@ def device() -> Iterator[tuple[labs.Running, TargetSpec]]:
         yield running, load_target(find_target_file("sim-plc")).with_endpoints(running.endpoints)
     finally:
         running.stop()
-
-
-@contextmanager
-def fault(running: labs.Running, name: str) -> Iterator[None]:
-    running.set_fault(name)
-    try:
-        yield
-    finally:
-        running.set_fault(None)
 
 
 def bounded(call, limit_s: float):  # type: ignore[no-untyped-def]

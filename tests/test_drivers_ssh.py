@@ -3,7 +3,6 @@ OpenSSH or dropbear when they are installed. Every server listens on 127.0.0.1 o
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import statistics
@@ -22,26 +21,12 @@ from fixtures.drivers.ssh import HostKeyMismatch, LoginOutcome, LoginRefused, Ss
 from fixtures.safety import Guard
 from harness.evidence import Evidence
 from harness.target import Safety, Ssh, Timeouts
+from tests.support import end_process, free_port
 
 HOST_KEY = paramiko.ECDSAKey.generate()
 CLIENT_KEY = paramiko.ECDSAKey.generate()
 PASSWORD = "right-horse-battery"
 TIMEOUTS = Timeouts(connect_s=0.5, reply_s=0.5)
-
-
-def listen() -> socket.socket:
-    """A listening socket on 127.0.0.1, on a free port below the ephemeral range (32768 and up)."""
-    for port in random.sample(range(20000, 32000), 200):
-        sock = socket.socket()
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            sock.close()
-            continue
-        sock.listen(16)
-        sock.settimeout(0.1)
-        return sock
-    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass
@@ -195,7 +180,8 @@ class FakeServer:
     def __init__(self, mode: str = "ssh", reason: str = "", **cfg: object) -> None:
         self.mode, self.reason = mode, reason
         self.cfg = Config(**cfg)  # type: ignore[arg-type]
-        self.sock = listen()
+        self.sock = socket.create_server(("127.0.0.1", free_port()), backlog=16)
+        self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
         self._stop = threading.Event()
@@ -568,26 +554,14 @@ def real_server(tmp_path: Path):
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(3)
-
-
-def _port() -> int:
-    sock = listen()
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+        end_process(proc, 3)
 
 
 def _sshd(tmp_path: Path, real_server, **options: str) -> int:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host")], check=True)
     (tmp_path / "authorized_keys").write_text(f"{CLIENT_KEY.get_name()} {CLIENT_KEY.get_base64()}\n")
     (tmp_path / "banner").write_text("Authorized use only.\n")
-    port = _port()
+    port = free_port()
     config = {"ListenAddress": f"127.0.0.1:{port}", "HostKey": str(tmp_path / "host"), "PidFile": "none",
               "UsePAM": "no", "StrictModes": "no", "AuthorizedKeysFile": str(tmp_path / "authorized_keys"),
               "PermitRootLogin": "prohibit-password", "Banner": str(tmp_path / "banner"), **options}
@@ -650,7 +624,7 @@ def test_openssh_max_auth_tries_then_disconnect_is_not_a_lockout(tmp_path, real_
 def test_dropbear(tmp_path, real_server):
     key = tmp_path / "host"
     subprocess.run(["dropbearkey", "-t", "ed25519", "-f", str(key)], check=True, capture_output=True)
-    port = _port()
+    port = free_port()
     real_server(["dropbear", "-F", "-E", "-p", f"127.0.0.1:{port}", "-r", str(key)], port)
     drv = _real(port)
     probe = drv.probe()
@@ -662,7 +636,7 @@ def test_dropbear(tmp_path, real_server):
 def test_dropbear_without_passwords_is_method_not_allowed(tmp_path, real_server):
     key = tmp_path / "host"
     subprocess.run(["dropbearkey", "-t", "ed25519", "-f", str(key)], check=True, capture_output=True)
-    port = _port()
+    port = free_port()
     real_server(["dropbear", "-F", "-E", "-s", "-p", f"127.0.0.1:{port}", "-r", str(key)], port)
     result = _real(port).try_login("root", "whatever")
     assert result.outcome is LoginOutcome.METHOD_NOT_ALLOWED and result.allowed_methods == ("publickey",)

@@ -15,7 +15,7 @@ import pytest
 from fixtures.health import TargetHealth, liveness
 from harness.outcomes import TargetUnavailable
 from harness.target import TargetSpec
-from tests.test_monitor import ModbusLab, Ticker, free_port
+from tests.support import ModbusLab, Ticker, free_port
 
 
 def spec(interfaces: dict[str, Any], wait_s: float = 0.5, command: str | None = None,
@@ -37,11 +37,8 @@ def modbus_spec(port: int, **kw: Any) -> TargetSpec:
 
 @pytest.fixture
 def lab() -> Iterator[ModbusLab]:
-    server = ModbusLab().start()
-    try:
+    with ModbusLab() as server:
         yield server
-    finally:
-        server.stop()
 
 
 class LineServer:

@@ -28,6 +28,7 @@ from labs.simplc.profile import AccountSpec, Profile
 from labs.simplc.sessions import Sessions
 from labs.simplc.shell import ROLE_OPERATIONS, Shell
 from labs.simplc.ssh import WEAK, Server, serve_ssh
+from tests.support import wait_for
 
 PASSWORDS = {"admin": "Adm1n-pass!", "eng": "Eng1n-pass!", "oper": "0per-pass!A", "view": "V1ew-pass!x"}
 ROLES = {"admin": "admin", "eng": "engineer", "oper": "operator", "view": "viewer"}
@@ -194,15 +195,6 @@ def events(device: SimpleNamespace, name: str) -> list[dict]:
     return [e for e in device.audit.entries() if e["event"] == name]
 
 
-def eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 # --- SSH login, lockout, banner, algorithms
 
 
@@ -313,7 +305,7 @@ def test_algorithms_offered_differ_and_weak_ones_really_work(lab):
         t.connect(username="admin", password=PASSWORDS["admin"])
     t.close()
     # probes and refused clients vanished mid-handshake: their server threads must be gone
-    assert eventually(lambda: threading.active_count() <= baseline, 4.0)
+    assert wait_for(lambda: threading.active_count() <= baseline, 4.0)
 
 
 # --- shell over exec and interactive channels
@@ -429,7 +421,7 @@ def test_admin_kills_a_session(lab):
     listing, _ = ssh(server, "admin", "session list")
     session_id = re.search(r"(\d+)\s+oper\s", listing).group(1)
     assert ssh(server, "admin", f"session kill {session_id}") == (f"session {session_id} killed\n", 0)
-    assert eventually(lambda: chan.closed, 2.0), "the killed session's channel is really closed"
+    assert wait_for(lambda: chan.closed, 2.0), "the killed session's channel is really closed"
     assert len(device.sessions) == 0
     assert events(device, "session_killed")[0]["detail"].startswith(f"session {session_id} of oper from ssh:")
     chan.get_transport().close()
@@ -442,7 +434,7 @@ def test_idle_timeout_ends_the_session(lab):
     start = time.monotonic()
     screen.expect("idle timeout: no input for 0.4 s, session closed", timeout=3)
     assert 0.3 < time.monotonic() - start < 2.0
-    assert eventually(lambda: chan.closed, 2.0)
+    assert wait_for(lambda: chan.closed, 2.0)
     assert events(device, "logout")[0]["detail"] == "idle"
     chan.get_transport().close()
 
@@ -578,7 +570,7 @@ def test_ssh_faults(lab):
     assert time.monotonic() - start > 1.2
 
     device.fault = "reset"
-    assert eventually(lambda: chan.closed, 2.0), "existing connections are closed"
+    assert wait_for(lambda: chan.closed, 2.0), "existing connections are closed"
     # a reset (even during connect), or at least an end of stream
     with contextlib.suppress(ConnectionResetError), socket.create_connection((server.host, server.port), 2) as probe:
         assert probe.recv(64) == b""
@@ -606,7 +598,7 @@ def test_console_faults(console):
     screen.line(PASSWORDS["eng"])
     screen.expect(r"\$ $")
     device.fault = "reset"  # a serial line cannot be reset: the session drops instead
-    assert eventually(lambda: len(device.sessions) == 0, 2.0)
+    assert wait_for(lambda: len(device.sessions) == 0, 2.0)
     device.fault = None
     screen.line("")
     screen.expect("simplc login: $")

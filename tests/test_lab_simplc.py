@@ -30,6 +30,7 @@ from pymodbus.framer import FramerRTU
 
 import labs
 from labs import LabError
+from tests.support import fault
 
 TEST_TIMEOUT_S = 60
 REPLY_S = 1.0
@@ -232,15 +233,6 @@ def running_counter(running: labs.Running, window: float = 0.5) -> bool:
     first = counter(running)
     time.sleep(window)
     return counter(running) != first
-
-
-@contextlib.contextmanager
-def fault(running: labs.Running, name: str) -> Iterator[None]:
-    running.set_fault(name)
-    try:
-        yield
-    finally:
-        running.set_fault(None)
 
 
 # --- reaching every interface

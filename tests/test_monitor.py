@@ -3,19 +3,10 @@ real sampling of a pymodbus 3.16 server whose coil toggles (and stalls, and dies
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import random
-import select
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import can
@@ -40,6 +31,7 @@ from harness.target import (
     Safety,
     TargetSpec,
 )
+from tests.support import ModbusLab, Ticker, wait_for
 
 COIL = CoilToggle(address=0, high_s=0.2, low_s=0.4)
 COUNTER = RegisterCounter(address=1, period_s=0.1)
@@ -259,16 +251,6 @@ def ef(signal: Any, max_gap_s: float = 0.5, jitter_s: float = 0.08, via: str = "
                              max_gap_s=max_gap_s)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float) -> float | None:
-    """Poll until predicate() is true: the monotonic time it was, or None on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.005)
-    return None
-
-
 @pytest.mark.parametrize(("signal", "driver", "max_gap"), [
     (COIL, FakeModbus, 0.6), (COUNTER, FakeModbus, 0.5), (BEAT, FakeCan, 0.5), (LINE, FakeConsole, 0.5)],
     ids=["coil", "counter", "can_heartbeat", "console_line"])
@@ -404,96 +386,12 @@ def test_impossible_declarations_are_refused(signal: Any, max_gap: float, messag
         EssentialFunctionMonitor(ef(signal, max_gap), lambda: None, Evidence())
 
 
-# --- real sampling of a pymodbus 3.16 server in a subprocess
-
-LAB = textwrap.dedent("""
-    import asyncio, os, sys, threading, time
-    from pymodbus.server import ModbusTcpServer
-    from pymodbus.simulator import DataType, SimData, SimDevice
-
-    high, low, period, port = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-    t0, frozen = time.monotonic(), None
-
-    def control():  # "stall" freezes the control task; end of input (the test is gone) ends the device
-        global frozen
-        for line in sys.stdin:
-            if line.strip() == "stall":
-                frozen = time.monotonic()
-        os._exit(0)
-
-    async def control_task(fc, start, address, count, registers, values):
-        t = (frozen or time.monotonic()) - t0
-        registers[0] = 1 if t % (high + low) < high else 0   # coil 0
-        registers[1] = int(t / period) & 0xFFFF               # holding register 1 counts
-
-    async def main():
-        data = [SimData(0, count=2, values=0, datatype=DataType.REGISTERS)]
-        server = ModbusTcpServer(SimDevice(0, simdata=data, action=control_task), address=("127.0.0.1", port))
-        await server.serve_forever(background=True)
-        threading.Thread(target=control, daemon=True).start()
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-""")
-
-
-def free_port() -> int:
-    """A free loopback port below the ephemeral range (32768+), where a client socket cannot take it."""
-    for port in random.sample(range(20000, 32768), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32767")
-
-
-class ModbusLab:
-    """A pymodbus server whose coil 0 toggles `high`/`low` s and holding register 1 counts every `period` s."""
-
-    def __init__(self, high: float = 0.2, low: float = 0.4, period: float = 0.1, port: int | None = None) -> None:
-        self.args = [str(high), str(low), str(period)]
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self, timeout: float = 10.0) -> ModbusLab:
-        self.proc = subprocess.Popen([sys.executable, "-c", LAB, *self.args, str(self.port)], text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready or self.proc.stdout.readline().strip() != "ready":
-            self.stop()
-            raise RuntimeError(f"pymodbus lab on port {self.port} did not start within {timeout} s")
-        return self
-
-    def stall(self) -> None:
-        assert self.proc and self.proc.stdin
-        self.proc.stdin.write("stall\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        """The device dies at once (SIGKILL), as a power loss would."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.kill()
-            for pipe in (self.proc.stdin, self.proc.stdout):
-                if pipe:
-                    pipe.close()
-            self.proc = None
-
+# --- real sampling of a pymodbus 3.16 server in a subprocess (tests.support.ModbusLab)
 
 @pytest.fixture
 def lab() -> Iterator[ModbusLab]:
-    server = ModbusLab().start()
-    try:
+    with ModbusLab() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def spec_for(port: int, signal: Any = COIL, max_gap_s: float = 0.45, jitter_s: float = 0.08,
@@ -582,45 +480,6 @@ def test_monitor_for_refuses_what_it_cannot_watch() -> None:
     heartbeat_over_modbus = target.essential_function.model_copy(update={"signal": BEAT})
     with pytest.raises(HarnessError, match="no declared interface that can carry a can_heartbeat signal: use can"):
         monitor_for(target.model_copy(update={"essential_function": heartbeat_over_modbus}), Evidence())
-
-
-class Ticker:
-    """A device thread that emits its heartbeat every `period` s until stalled: CAN frames on a python-can
-    `virtual` channel, or "tick N" console lines to whoever connects to a loopback TCP port (socket://)."""
-
-    def __init__(self, period: float = 0.1) -> None:
-        self.period, self.stalled, self.n = period, threading.Event(), 0
-        self._stop = threading.Event()
-        self.channel = f"efm-{os.getpid()}-{id(self)}"
-        self._server = socket.create_server(("127.0.0.1", free_port()))
-        self._server.settimeout(0.005)
-        self.port = self._server.getsockname()[1]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        bus = can.Bus(interface="virtual", channel=self.channel)
-        conns: list[socket.socket] = []
-        try:
-            next_at = time.monotonic()
-            while not self._stop.is_set():
-                with contextlib.suppress(TimeoutError):  # the accept timeout paces this loop
-                    conns.append(self._server.accept()[0])
-                if time.monotonic() >= next_at and not self.stalled.is_set():
-                    self.n += 1
-                    bus.send(can.Message(arbitration_id=0x705, data=[5], is_extended_id=False))
-                    for conn in conns:
-                        conn.sendall(f"noise\r\ntick {self.n}\r\n".encode())
-                    next_at += self.period
-        finally:
-            bus.shutdown()
-            for conn in conns:
-                conn.close()
-            self._server.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
 
 
 @pytest.mark.parametrize("via", ["can", "console"])
