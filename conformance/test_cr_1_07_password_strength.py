@@ -4,6 +4,8 @@ restrictions for human users (SL 3-4), RE(2) Password lifetime restrictions for 
 Judges, over ssh with the dedicated `password_test` account and the declared `passwd` command:
 - CR 1.7: a new password breaking each declared rule (`policies.password`: length, character classes) is
   refused (judged by logging in with it afterwards, not by the device's message); a compliant one works.
+  A declared minimum length below MIN_LENGTH_FLOOR (8, the least NIST SP 800-63B section 5.1.1.2 allows
+  for a memorized secret) fails as well: rules that weak are no strength, however well enforced.
 - RE(1): a password used before cannot be set again (generations, `policies.password.history`); the
   lifetime part is manual (it takes days to observe).
 - RE(2): manual.
@@ -14,9 +16,12 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.login import accepted
 from fixtures.passwords import compliant, violations
 from harness.evidence import redact
 from harness.outcomes import manual, not_run
+
+MIN_LENGTH_FLOOR = 8  # NIST SP 800-63B 5.1.1.2: memorized secrets of at least 8 characters
 
 
 def _account(target, shell):  # type: ignore[no-untyped-def]
@@ -33,7 +38,7 @@ def _change(target, shell, ssh, key: str, new: str) -> bool:  # type: ignore[no-
     creds = target.account(key)  # with its current password
     redact.add(new)  # the candidate too, whether or not it takes
     shell.run(creds, "passwd", old=creds.password, new=new)
-    if ssh.try_login(creds.username, new).outcome == "ACCEPTED":
+    if accepted(ssh.try_login(creds.username, new)):
         target.password_changed(creds.username, new)
         return True
     return False
@@ -45,16 +50,22 @@ def test_password_rules_enforced(target, shell, ssh, evidence):
     policy = target.spec.policies.password
     if policy is None:
         not_run("the target file declares no password rules (policies.password)")
-    accepted = []
+    taken = []
     for rule, weak in violations(policy).items():
         took = _change(target, shell, ssh, creds.key, weak)
         evidence.add("check", f"new password {rule}: {'ACCEPTED' if took else 'refused'}")
         if took:
-            accepted.append(rule)
+            taken.append(rule)
     good = _change(target, shell, ssh, creds.key, compliant(policy))
-    evidence.add("check", f"compliant new password: {'accepted' if good else 'refused'}")
-    assert not accepted, f"passwords breaking the declared rules were accepted: {', '.join(accepted)}"
-    assert good, "a password meeting every declared rule was refused"
+    evidence.add("check", f"compliant new password: {'accepted' if good else 'refused'}; declared minimum length "
+                          f"{policy.min_length} (floor {MIN_LENGTH_FLOOR})")
+    problems = [f"passwords breaking the declared rules were accepted: {', '.join(taken)}"] if taken else []
+    if not good:
+        problems.append("a password meeting every declared rule was refused")
+    if policy.min_length < MIN_LENGTH_FLOOR:
+        problems.append(f"the declared minimum length {policy.min_length} is below {MIN_LENGTH_FLOOR} "
+                        "(NIST SP 800-63B 5.1.1.2)")
+    assert not problems, "; ".join(problems)
 
 
 @pytest.mark.judges("CR 1.7 RE(1)", over=["ssh"])

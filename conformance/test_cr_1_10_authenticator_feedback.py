@@ -2,10 +2,12 @@
 
 Judges CR 1.10 over the serial console and ssh: the authenticator is obscured during entry (no password
 echo on the console), a failed login gives the same reply for an unknown user as for a wrong password
-(it must not reveal which accounts exist), and the time to that reply does not tell them apart either:
-interleaved attempts of both kinds (the dedicated `lockout_test` account for the wrong passwords, its
-failure count reset before the lockout threshold), medians compared against their spread; the figures
-are in the evidence.
+(it must not reveal which accounts exist: over ssh what the server sent, its answer, the methods it offers
+next and its banner; on the console the text it printed), and the time to that reply does not tell them
+apart either: interleaved attempts of both kinds (the dedicated `lockout_test` account for the wrong
+passwords, shown first to log in with its right password, its failure count reset before the lockout
+threshold), medians compared against their spread; the figures are in the evidence. Not run without a
+`lockout_test` account: no other account takes wrong passwords.
 """
 
 from __future__ import annotations
@@ -20,13 +22,29 @@ from harness.outcomes import not_run
 
 SAMPLES = 24  # per kind; enough for a median whose spread we can state
 MIN_DIFF_S = 0.004  # below this, loopback scheduling noise dominates any real difference
+MARGIN_S = 0.5
+UNDECLARED_ROUND = 2  # wrong passwords between resets when the target file declares no lockout threshold
 
 
-def _probe_account(target):  # type: ignore[no-untyped-def]
-    accounts = target.accounts(purpose="lockout_test") or target.accounts(purpose="password_test")
+def _probe_account(target, login):  # type: ignore[no-untyped-def]
+    """The lockout_test account, once its right password is seen to log in (an earlier test may have locked it)."""
+    accounts = target.accounts(purpose="lockout_test")
     if not accounts:
-        not_run("the target file declares no lockout_test account to take wrong passwords")
-    return accounts[0]
+        not_run("the target file declares no account with purpose: lockout_test to take wrong passwords")
+    creds = accounts[0]
+    policy = target.spec.policies.lockout
+    unlock_s = (policy.unlock_after_s or 0.0) if policy else 0.0
+    if not login.accepted_within(creds.username, creds.password, unlock_s + MARGIN_S):
+        raise RuntimeError(f"{creds.username} does not log in with its declared password over {login.interface} "
+                           "(locked, or a wrong credential): check the account")
+    return creds
+
+
+def _reset(login, creds) -> None:  # type: ignore[no-untyped-def]
+    """A correct login, so the wrong passwords never add up to a lockout that would change the replies."""
+    if not login.attempt(creds.username, creds.password).accepted:
+        raise RuntimeError(f"{creds.username} no longer logs in with its password over {login.interface}, so the "
+                           "failure count could not be reset: check the lockout policy in the target file")
 
 
 def _unknown_user() -> str:
@@ -44,22 +62,22 @@ def _normalise(reply: str, username: str) -> str:
 
 @pytest.mark.judges("CR 1.10", over=["console"])
 def test_console_does_not_echo_the_password(target, login, evidence):
-    creds = _probe_account(target)
+    creds = _probe_account(target, login)
     guess = _wrong()
     attempt = login.attempt(creds.username, guess)
+    _reset(login, creds)
     evidence.add("check", f"wrong password typed at the console; echoed: {attempt.password_echoed}")
     assert not attempt.accepted, "a wrong password was accepted"
     assert not attempt.password_echoed, "the console echoes the password as it is typed"
-    login.attempt(creds.username, creds.password)  # reset the failure count
 
 
 @pytest.mark.judges("CR 1.10", over=["ssh", "console"])
 def test_same_reply_for_unknown_user_and_wrong_password(target, login, evidence):
-    creds = _probe_account(target)
+    creds = _probe_account(target, login)
     unknown_name = _unknown_user()
     unknown = login.attempt(unknown_name, _wrong())
     wrong = login.attempt(creds.username, _wrong())
-    login.attempt(creds.username, creds.password)  # reset the failure count
+    _reset(login, creds)
     a, b = _normalise(unknown.reply, unknown_name), _normalise(wrong.reply, creds.username)
     evidence.add("check", f"unknown user -> {a!r}; wrong password -> {b!r}")
     assert not unknown.accepted and not wrong.accepted, "a login that should fail was accepted"
@@ -68,19 +86,19 @@ def test_same_reply_for_unknown_user_and_wrong_password(target, login, evidence)
 
 @pytest.mark.judges("CR 1.10", over=["ssh"])
 def test_reply_time_does_not_reveal_accounts(target, login, evidence):
-    creds = _probe_account(target)
+    creds = _probe_account(target, login)
     policy = target.spec.policies.lockout
-    per_round = max(1, policy.threshold - 1) if policy else SAMPLES
+    per_round = max(1, policy.threshold - 1) if policy else UNDECLARED_ROUND
     unknown, wrong = [], []
     for i in range(SAMPLES):  # interleaved, so drift on the machine hits both kinds alike
         if i and i % per_round == 0:
-            login.attempt(creds.username, creds.password)
+            _reset(login, creds)
         u = login.attempt(_unknown_user(), _wrong())
         w = login.attempt(creds.username, _wrong())
         assert not u.accepted and not w.accepted, "a login that should fail was accepted"
         unknown.append(u.elapsed_s)
         wrong.append(w.elapsed_s)
-    login.attempt(creds.username, creds.password)
+    _reset(login, creds)
     mu, mw = statistics.median(unknown), statistics.median(wrong)
     spread = max(statistics.median(abs(x - mu) for x in unknown), statistics.median(abs(x - mw) for x in wrong))
     diff = abs(mu - mw)

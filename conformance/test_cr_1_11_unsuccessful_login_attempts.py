@@ -1,11 +1,13 @@
 """CR 1.11 Unsuccessful login attempts (SL 1-4).
 
 Judges: CR 1.11, over ssh and the serial console, with the dedicated `lockout_test` account of the target
-file (never an account the rest of the run needs). After the declared number of consecutive failures
-(`policies.lockout.threshold`; 10 when the target declares none) the account must refuse even the right
-password; it must come back after `unlock_after_s`, or when an administrator unlocks it
-(`policies.lockout.admin_unlock`). The essential function is watched throughout: locking accounts must not
-disturb the control task.
+file (never an account the rest of the run needs), shown first to log in with its right password (else
+ERROR: the credential is wrong, or the account was left locked). After the declared number of consecutive
+failures (`policies.lockout.threshold`; 10 when the target declares none) the account must refuse even the
+right password; with `unlock_after_s` declared it must still refuse it just before that time has passed
+(an account that unlocks early fails) and accept it again soon after; or it comes back when an
+administrator unlocks it (`policies.lockout.admin_unlock`). The essential function is watched throughout:
+it must be running when the test starts (else ERROR), and locking accounts must not disturb it.
 Not exercised: changing the limit (the values judged are the ones the target file declares configured).
 """
 
@@ -17,6 +19,7 @@ from contextlib import nullcontext
 
 import pytest
 
+from fixtures.monitor import EssentialFunctionAbsent
 from harness.outcomes import not_run
 
 UNDECLARED_PROBE = 10  # failures tried when the target file declares no lockout policy
@@ -31,25 +34,31 @@ def _lockout_account(target):  # type: ignore[no-untyped-def]
     return accounts[0]
 
 
-def _wait_unlocked(login, creds, limit_s: float) -> bool:  # type: ignore[no-untyped-def]
-    """Whether the right password is accepted within `limit_s` (an earlier test may have left it locked)."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        if login.attempt(creds.username, creds.password).accepted:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.25)
+def _usable(login, creds, limit_s: float) -> None:  # type: ignore[no-untyped-def]
+    """The positive control: the right password logs in (an earlier test may have left the account locked)."""
+    if not login.accepted_within(creds.username, creds.password, limit_s):
+        raise RuntimeError(f"{creds.username} does not log in with its right password over {login.interface} "
+                           "before the test (locked, or a wrong credential): check the account")
 
 
-def _lock(login, creds, failures: int, evidence) -> list[str]:  # type: ignore[no-untyped-def]
-    replies = []
+def _lock(login, creds, failures: int, evidence) -> float:  # type: ignore[no-untyped-def]
+    """Fail `failures` times; the time the last failure was sent (the lock starts no earlier)."""
+    replies, sent = [], time.monotonic()
     for n in range(1, failures + 1):
+        sent = time.monotonic()
         attempt = login.attempt(creds.username, "wrong-" + secrets.token_urlsafe(9))
         replies.append(attempt.outcome)
         assert not attempt.accepted, f"a wrong password was accepted for {creds.username} (attempt {n})"
     evidence.add("check", f"{failures} wrong passwords for {creds.username}: {', '.join(replies)}")
-    return replies
+    return sent
+
+
+def _baseline(monitor) -> None:  # type: ignore[no-untyped-def]
+    """The function must run before anything is locked: one lost already is no CR 1.11 failure (ERROR)."""
+    try:
+        monitor.wait_baseline()
+    except EssentialFunctionAbsent as exc:
+        raise RuntimeError(f"{exc} (before any login attempt)") from None  # not a DriverError: stays an ERROR
 
 
 @pytest.mark.judges("CR 1.11", over=["ssh", "console"])
@@ -57,26 +66,47 @@ def test_account_locks_and_unlocks_in_time(target, login, evidence, essential_fu
     creds = _lockout_account(target)
     policy = target.spec.policies.lockout
     unlock_s = policy.unlock_after_s if policy and policy.unlock_after_s else None
-    assert _wait_unlocked(login, creds, (unlock_s or 0) + MARGIN_S), (
-        f"{creds.username} does not log in with its right password before the test (locked, or wrong credential)")
+    _usable(login, creds, (unlock_s or 0) + MARGIN_S)
     threshold = policy.threshold if policy else UNDECLARED_PROBE
 
-    with essential_function or nullcontext():
-        _lock(login, creds, threshold, evidence)
+    with essential_function or nullcontext() as monitor:
+        if monitor is not None:
+            _baseline(monitor)
+        last_failure = _lock(login, creds, threshold, evidence)
         locked_at = time.monotonic()
         after = login.attempt(creds.username, creds.password)
         evidence.add("check", f"right password after {threshold} failures: {after.outcome}")
+        if after.accepted and unlock_s is not None and time.monotonic() - last_failure >= unlock_s:
+            raise RuntimeError(f"the right password was tried only {time.monotonic() - last_failure:.1f} s after "
+                               f"the last failure, past the declared {unlock_s:g} s unlock: the lock went unseen")
         assert not after.accepted, (f"still accepts the right password after {threshold} failed logins"
                                     + ("" if policy else " (the target file declares no lockout policy)"))
         if unlock_s is not None:
-            time.sleep(max(0.0, unlock_s - (time.monotonic() - locked_at)) + MARGIN_S)
-            back = _wait_unlocked(login, creds, unlock_s)  # allow as much again for a coarse device clock
-            waited = time.monotonic() - locked_at
-            evidence.add("check", f"right password accepted again after {waited:.1f} s: {back}")
-            assert back, f"the account stays locked {waited:.1f} s after the lock (declared: {unlock_s} s)"
-            assert waited >= unlock_s * 0.9, f"unlocked after {waited:.1f} s, before the declared {unlock_s} s"
+            _judge_unlock(login, creds, unlock_s, last_failure, locked_at, evidence)
     if essential_function is not None:
         essential_function.check()
+
+
+def _judge_unlock(login, creds, unlock_s: float, last_failure: float, locked_at: float,  # type: ignore[no-untyped-def]
+                  evidence) -> None:
+    """Still locked just before `unlock_s`, accepted again soon after it."""
+    early_at = locked_at + unlock_s - MARGIN_S
+    if time.monotonic() < early_at:
+        time.sleep(early_at - time.monotonic())
+        early = login.attempt(creds.username, creds.password)
+        # the device locked no earlier than the last failure was sent, and judged this attempt no later than now
+        held = time.monotonic() - last_failure
+        late = " (too late to show an early unlock)" if early.accepted and held >= unlock_s else ""
+        evidence.add("check", f"right password {held:.2f} s at most after the lock: {early.outcome}{late}")
+        assert not (early.accepted and held < unlock_s), (
+            f"unlocked after {held:.1f} s at most, before the declared {unlock_s:g} s")
+    else:
+        evidence.add("check", f"no attempt fits before {unlock_s:g} s: the refusal right after the lock stands alone")
+    time.sleep(max(0.0, unlock_s - (time.monotonic() - locked_at)) + MARGIN_S)
+    back = login.accepted_within(creds.username, creds.password, unlock_s)  # as much again for a coarse clock
+    waited = time.monotonic() - locked_at
+    evidence.add("check", f"right password accepted again {waited:.1f} s after the lock: {back}")
+    assert back, f"the account stays locked {waited:.1f} s after the lock (declared: {unlock_s:g} s)"
 
 
 @pytest.mark.judges("CR 1.11", over=["ssh"])
@@ -88,8 +118,7 @@ def test_administrator_unlocks(target, login, shell, evidence):
     admin = target.admin()
     if admin is None:
         not_run("the target file declares no admin account to unlock with")
-    assert _wait_unlocked(login, creds, (policy.unlock_after_s or 0) + MARGIN_S), (
-        f"{creds.username} does not log in with its right password before the test")
+    _usable(login, creds, (policy.unlock_after_s or 0) + MARGIN_S)
     _lock(login, creds, policy.threshold, evidence)
     assert not login.attempt(creds.username, creds.password).accepted, "the account did not lock"
     reply = shell.run(admin, policy.admin_unlock, user=creds.username)

@@ -1,8 +1,9 @@
 """CR 1.12 System use notification (SL 1-4).
 
 Judges: CR 1.12, over ssh (the pre-authentication banner, SSH_MSG_USERAUTH_BANNER) and the serial console
-(text shown before the login prompt). The notice must appear before authentication; when the target file
-declares `policies.banner`, the text shown must contain it (whitespace-insensitive).
+(text shown before the login prompt, only what arrives after the harness presses Enter: text left on the
+line by an earlier exchange is drained first). The notice must appear before authentication; when the
+target file declares `policies.banner`, the text shown must contain it (whitespace-insensitive).
 Manual: whether the notice's wording satisfies the site's legal and policy requirements.
 """
 
@@ -12,6 +13,10 @@ import re
 import secrets
 
 import pytest
+
+from fixtures.login import refused
+
+DRAIN_S = 0.2  # what the line still holds from before is read and set aside
 
 
 def _norm(text: str | None) -> str:
@@ -29,12 +34,15 @@ def _judge(shown: str | None, declared: str | None, where: str) -> None:
 def test_notice_before_ssh_login(target, ssh, evidence):
     # A login that cannot succeed: the banner is sent before any credential is judged.
     result = ssh.try_login(f"probe-{secrets.token_hex(4)}", secrets.token_urlsafe(12))
+    refused(result)  # a login the device never answered shows nothing about its banner: ERROR
     evidence.add("check", f"banner before authentication: {result.banner!r}")
     _judge(result.banner, target.spec.policies.banner, "ssh")
 
 
 @pytest.mark.judges("CR 1.12", over=["console"])
 def test_notice_before_console_login(target, console, evidence):
+    stale = console.read_for(DRAIN_S)
+    evidence.add("check", f"set aside before waking the console: {len(stale)} bytes")
     shown = console.wake()
     prompt = re.compile(target.spec.interfaces.console.login_prompt)
     lines = shown.splitlines()

@@ -5,15 +5,20 @@ Judges:
 - CR 2.1 and RE(2), over ssh: the management shell enforces the role x operation table the target file
   declares (`policies.roles`; the operations are the keys of `shell.commands`). Every declared normal
   account runs every operation with harmless arguments (a user, a setting and a session that do not
-  exist, an unknown role, the password it already has): an operation of its role must not be refused, any
-  other must be (`shell.denied_pattern`). The device must refuse before it looks at the arguments.
+  exist, an unknown role, a random wrong current password: no real password goes into a command): an
+  operation of its role must not be refused, any other must be (`shell.denied_pattern`). The device must
+  refuse before it looks at the arguments. An account that ran `passwd` must still log in with its own
+  password afterwards (else ERROR: the run has lost it).
   Process-image writes apart: only with `safety.allow_writes`, inside `safety.writable.holding_registers`,
   writing back the value the register already holds.
 - RE(2), over ssh: an administrator assigns a role (adds a temporary user with the least privileged one),
   the new user's rights are exactly that role's, and the user is removed again.
 - CR 2.1 and RE(1), over modbus_tcp, modbus_rtu and can: a master or node that never authenticated writes
-  inside the writable range (one value flipped, read back, then restored). Accepted: FAIL, which a target
-  file's countermeasure for the row and interface turns into "compensated" in the rollup.
+  inside the writable range (one value flipped, read back, then restored). The device's answer decides:
+  an acknowledged write (the Modbus echo, the SDO download confirmation) is a FAIL whatever the read-back
+  shows, which a target file's countermeasure for the row and interface turns into "compensated" in the
+  rollup; a refusal (a Modbus exception, an SDO abort) passes unless the value changed all the same; no
+  answer is an ERROR.
 Manual: RE(3) supervisor override and RE(4) dual approval (nothing generic to observe).
 Not exercised: operations in `shell.commands` the harness knows no harmless arguments for (named in the
 evidence).
@@ -25,8 +30,10 @@ import re
 
 import pytest
 
-from fixtures.canopen import is_abort, sdo_download16, sdo_upload, value16
-from fixtures.drivers.modbus import ModbusExceptionReply
+from fixtures.canopen import DOWNLOADED, is_abort, sdo_download16, sdo_upload, show, value16
+from fixtures.drivers.errors import DeviceTimeout
+from fixtures.drivers.modbus import EXCEPTION_NAMES, ModbusExceptionReply
+from fixtures.login import accepted
 from fixtures.roles import HARMLESS, ROLE_CHECKLIST, current_register, harmless_args, role_table, temporary_user
 from fixtures.target import Credentials
 from harness.outcomes import manual, not_applicable, not_run
@@ -45,7 +52,7 @@ def check_account(target, shell, creds: Credentials, operations: list[str], evid
                   args: dict[str, object] | None = None) -> list[str]:
     """Run each operation as `creds` on one connection; the departures from its role's declared rights."""
     allowed = role_table(target)[creds.role]
-    args = args or harmless_args(target, creds)
+    args = args or harmless_args(target)
     denied_rx = re.compile(target.spec.shell.denied_pattern, re.IGNORECASE)
     refused, done = [], []
     with shell.ssh.session(creds.username, creds.password) as session:
@@ -56,6 +63,9 @@ def check_account(target, shell, creds: Credentials, operations: list[str], evid
         admin = target.admin()
         if admin is not None:
             shell.run(admin, "user_del", user=args["user"])
+    if "passwd" in done and not accepted(shell.ssh.try_login(creds.username, creds.password)):
+        raise RuntimeError(f"{creds.username} no longer logs in with its password after `passwd` with a wrong "
+                           "current password: the device changed it anyway; restore the account by hand")
     evidence.add("check", f"{creds.username} ({creds.role}): ran {', '.join(done) or 'nothing'}; refused "
                           f"{', '.join(refused) or 'nothing'}")
     who = f"{creds.username} ({creds.role})"
@@ -98,7 +108,7 @@ def test_shell_writes_follow_the_role_table(target, shell, evidence):
     address, value = current_register(target, shell, evidence)
     wrong = []
     for creds in role_accounts(target):
-        args = {**harmless_args(target, creds), "address": address, "value": value}
+        args = {**harmless_args(target), "address": address, "value": value}
         wrong += check_account(target, shell, creds, ["write"], evidence, args)
     assert not wrong, f"the shell departs from the declared roles: {'; '.join(wrong)}"
 
@@ -109,7 +119,7 @@ def test_administrator_assigns_a_role(target, shell, ssh, evidence):
     operations = [op for op in HARMLESS if op in target.spec.shell.commands]
     with temporary_user(target, shell, evidence) as creds:
         login = ssh.try_login(creds.username, creds.password)
-        assert login.outcome == "ACCEPTED", f"the user the administrator added cannot log in ({login.outcome})"
+        assert accepted(login), f"the user the administrator added cannot log in ({login.outcome})"
         wrong = check_account(target, shell, creds, operations, evidence)
     evidence.add("check", f"role {creds.role} declares: {', '.join(sorted(roles[creds.role]))}")
     assert not wrong, f"the assigned role is not what the new user gets: {'; '.join(wrong)}"
@@ -124,19 +134,22 @@ def test_modbus_write_needs_authorization(target, modbus, interface, evidence):
     address = writable[0][0]
     old = modbus.read_holding_registers(address, 1)[0]
     try:
-        try:
+        try:  # no reply, or a lost connection, raises: the device's silence decides nothing (ERROR)
             modbus.write_register(address, old ^ 1)
-            answer = "write acknowledged"
+            acknowledged, answer = True, "write acknowledged (echo)"
         except ModbusExceptionReply as exc:
-            answer = f"exception {exc.code:02x}"
+            name = EXCEPTION_NAMES.get(exc.code, "unknown code")
+            acknowledged, answer = False, f"refused with exception {exc.code:02x} ({name})"
         now = modbus.read_holding_registers(address, 1)[0]
     finally:
         if modbus.read_holding_registers(address, 1)[0] != old:
             modbus.write_register(address, old)
     evidence.add("check", f"unauthenticated write of {old ^ 1} to holding register {address} (was {old}): "
                           f"{answer}; reads back {now}; restored to {old}")
-    assert now != old ^ 1, (f"{interface} accepts a write to holding register {address} from a master that never "
-                            "authenticated: no authorization is enforced for devices and software processes")
+    assert not acknowledged, (f"{interface} acknowledges a write to holding register {address} from a master that "
+                              "never authenticated: no authorization is enforced for devices and software processes")
+    assert now != old ^ 1, (f"{interface} refuses a write to holding register {address} from a master that never "
+                            "authenticated, yet the value changed")
 
 
 @pytest.mark.judges("CR 2.1", "CR 2.1 RE(1)", over=["can"])
@@ -147,8 +160,11 @@ def test_can_write_needs_authorization(target, can_bus, evidence):
     target.guard("can").check_write("can_ids", 0x600 + iface.node_id)
     index, node, wait = iface.sdo_write_index, iface.node_id, iface.timeouts.reply_s
     before = sdo_upload(can_bus, node, index, timeout=wait)
-    if before is None or is_abort(before):
-        not_run(f"object 0x{index:04x} cannot be read, so a write could not be undone; nothing written")
+    if before is None:
+        raise DeviceTimeout(f"can SDO upload of 0x{index:04x}: no reply within {wait} s; check the node id and the bus")
+    if is_abort(before):
+        not_run(f"object 0x{index:04x} cannot be read ({show(before)}), so a write could not be undone; "
+                "nothing written")
     old = value16(before)
     try:
         reply = sdo_download16(can_bus, node, index, old ^ 1, timeout=wait)
@@ -158,11 +174,20 @@ def test_can_write_needs_authorization(target, can_bus, evidence):
         check = sdo_upload(can_bus, node, index, timeout=wait)
         if check is None or is_abort(check) or value16(check) != old:
             sdo_download16(can_bus, node, index, old, timeout=wait)
-    answer = "no reply" if reply is None else "abort" if is_abort(reply) else "acknowledged"
-    evidence.add("check", f"unauthenticated SDO write of {old ^ 1} to 0x{index:04x} (was {old}): {answer}; "
+    evidence.add("check", f"unauthenticated SDO write of {old ^ 1} to 0x{index:04x} (was {old}): {show(reply)}; "
                           f"reads back {now}; restored to {old}")
-    assert now != old ^ 1, (f"CAN node {node} accepts a write to object 0x{index:04x} from a node that never "
-                            "authenticated: no authorization is enforced for devices and software processes")
+    if reply is None:
+        raise DeviceTimeout(f"can SDO download to 0x{index:04x}: no reply within {wait} s, so whether the write was "
+                            "taken is unknown; check the node and the bus")
+    confirmed = len(reply.data) >= 1 and reply.data[0] == DOWNLOADED
+    if not (confirmed or is_abort(reply)):
+        raise RuntimeError(f"can SDO download to 0x{index:04x} answered {show(reply)}: neither a confirmation nor an "
+                           "abort, so inconclusive")
+    assert not confirmed, (
+        f"CAN node {node} confirms a write to object 0x{index:04x} from a node that never authenticated: no "
+        "authorization is enforced for devices and software processes")
+    assert now != old ^ 1, (f"CAN node {node} aborts a write to object 0x{index:04x} from a node that never "
+                            "authenticated, yet the value changed")
 
 
 @pytest.mark.judges("CR 2.1 RE(3)")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fixtures.audit import FAILURE, LOGIN, SUCCESS, AuditTrail
+from fixtures.login import accepted
 from fixtures.roles import allowed_account
 from harness.outcomes import manual, not_run
 
@@ -40,7 +41,7 @@ def login_offsets(target, shell, ssh, evidence) -> list[tuple[str, float | None]
     before = time.time()
     result = ssh.try_login(creds.username, creds.password)
     after = time.time()
-    if result.outcome != "ACCEPTED":
+    if not accepted(result):
         raise RuntimeError(f"{creds.username} cannot log in ({result.outcome}): check the account")
     records = trail.find(mark, creds.username, LOGIN, SUCCESS, exclude=FAILURE, every_channel=True)
     if not records:
