@@ -1,0 +1,102 @@
+"""CR 3.7 Error handling (SL 1-4).
+
+Judges CR 3.7 over modbus_tcp, modbus_rtu and can: requests built to take each error path of the protocol
+(an unknown function or command, an address or object that does not exist, a quantity out of range, a
+request too short or too long, another unit) must be answered with an error the protocol defines (Modbus
+exception codes 01-0B, exactly two bytes; CiA 301 SDO abort codes) or not at all, must reveal nothing (no
+stack trace, source path, exception name, runtime or version), and must leave the device answering. Then
+a short fuzz campaign (an eighth of the interface's fuzz budget; needs `safety.allow_fuzzing`) judges every
+error reply the same way. Over ssh, malformed management commands given by an ordinary account must get
+error messages that reveal nothing either.
+Not exercised: whether errors are logged for the operator (CR 2.8 judges audit events).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.drivers.modbus import mbap, rtu_frame
+from fixtures.fuzz.campaign import Campaign, budget_for, seed_for
+from fixtures.fuzz.replay import BAD_REPLY, leak, open_channel
+from fixtures.fuzz.strategies import CanFrame
+from fixtures.sessions import ordinary_account
+from harness.target import Budget
+
+MODBUS_ERRORS = {  # request PDU -> the error path it takes
+    "41": "unknown (user-defined) function 65",
+    "2a": "reserved function 42",
+    "01ffff0001": "read coils at address 65535",
+    "0100000000": "read coils, quantity 0",
+    "01000007d1": "read coils, quantity 2001 (limit 2000)",
+    "0100": "read coils cut after the function code's first byte",
+    "01000000010000": "read coils with two bytes too many",
+    "2b0d0100": "encapsulated interface transport of an unsupported MEI type",
+}
+OTHER_UNIT = 0xF7
+SDO_ERRORS = {  # data to 0x600+node -> the error path it takes (no download: nothing is written)
+    "0000200000000000": "command specifier 0 as a first request",
+    "40ff7f0000000000": "upload of object 0x7FFF",
+    "4000207f00000000": "upload of sub-index 0x7F",
+    "4000200000": "upload request of 5 bytes",
+    "e000200000000000": "reserved command specifier 7",
+}
+SHELL_ERRORS = ("nosuchcommand", "read", "read hr 99999 1", "read xx yy zz", "audit show -1", "config set",
+                "%s%s%s%n", "A" * 300, "\x1b[6n\x07")
+FUZZ_SHARE = 8  # the reply-judging campaign gets 1/FUZZ_SHARE of the interface's fuzz budget
+
+
+def _directed(target, interface: str) -> dict[bytes | CanFrame, str]:  # type: ignore[no-untyped-def]
+    iface = target.interface(interface)
+    if interface == "can":
+        node = 0x600 + iface.node_id
+        return {CanFrame(node, bytes.fromhex(data)): why for data, why in SDO_ERRORS.items()}
+    unit = iface.unit_id
+    if interface == "modbus_rtu":
+        return {rtu_frame(unit, bytes.fromhex(pdu)): why for pdu, why in MODBUS_ERRORS.items()}
+    cases = {mbap(i + 1, unit, bytes.fromhex(pdu)): why for i, (pdu, why) in enumerate(MODBUS_ERRORS.items())}
+    cases[mbap(len(cases) + 1, OTHER_UNIT, bytes.fromhex("0300000001"))] = f"read addressed to unit {OTHER_UNIT}"
+    return cases
+
+
+@pytest.mark.judges("CR 3.7", over=["modbus_tcp", "modbus_rtu", "can"])
+def test_error_replies_are_protocol_errors_that_reveal_nothing(target, interface, evidence, request):
+    target.require(interface)
+    problems: list[str] = []
+    channel = open_channel(target.spec, interface, evidence, target.guard(interface), replies=True)
+    try:
+        for case, why in _directed(target, interface).items():
+            sent = channel.ask(case)
+            evidence.add("check", f"{why}: {sent.reply}{'' if sent.alive else ', then NO ANSWER'}"
+                                  f"{f' -- {sent.problem}' if sent.problem else ''}")
+            if sent.problem:
+                problems.append(f"{why}: {sent.problem}")
+            if not sent.alive:
+                problems.append(f"{why}: the device stopped answering")
+                break
+    finally:
+        channel.close()
+    assert not problems, f"{len(problems)} error path(s) mishandled on {interface}: " + "; ".join(problems)
+
+    full = budget_for(target.spec, interface, request.config)
+    budget = Budget(examples=max(1, full.examples // FUZZ_SHARE), seconds=full.seconds / FUZZ_SHARE)
+    result = Campaign(target, interface, evidence, budget=budget, seed=seed_for(request.config), replies=True,
+                      watch=False, shrink_kinds={BAD_REPLY}).run()
+    bad = [f for f in result.findings if f.kind == BAD_REPLY]
+    assert not bad, result.summary()
+    if result.findings:  # crashes are CR 3.5's to judge; say what was seen
+        evidence.add("check", f"also seen while fuzzing (judged by CR 3.5): {result.summary()}")
+
+
+@pytest.mark.judges("CR 3.7", over=["ssh"])
+def test_shell_errors_reveal_nothing(target, ssh, evidence):
+    creds = ordinary_account(target)
+    leaks = []
+    with ssh.session(creds.username, creds.password) as session:
+        for command in SHELL_ERRORS:
+            result = session.run(command)
+            found = leak(result.output.encode("utf-8", "replace"), command.encode())
+            evidence.add("check", f"{command[:40]!r} -> exit {result.exit_status}: {result.output[:160]!r}"
+                                  f"{f' REVEALS {found!r}' if found else ''}")
+            if found:
+                leaks.append(f"{command[:40]!r} reveals {found!r}")
+    assert not leaks, "management shell error messages reveal internals: " + "; ".join(leaks)
