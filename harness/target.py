@@ -274,6 +274,29 @@ class Writable(Strict):
         return ranges
 
 
+OutputRange = tuple[int, int, int]  # first address, last address, the value each output takes
+
+
+class SafeState(Strict):
+    """CR 3.6: what the outputs do on their own once no master has talked to the device for `after_s`."""
+    after_s: float = Field(gt=0, le=60, description="the device's communication-loss timeout")
+    coils: list[OutputRange] = Field(default_factory=list, description="[first, last, 0|1]")
+    holding_registers: list[OutputRange] = Field(default_factory=list, description="[first, last, value]")
+
+    @model_validator(mode="after")
+    def _sane(self) -> SafeState:
+        if not self.coils and not self.holding_registers:
+            raise ValueError("safe_state names no output: give coils or holding_registers as [first, last, value]")
+        for kind, ranges, top in (("coils", self.coils, 1), ("holding_registers", self.holding_registers, 65535)):
+            for lo, hi, value in ranges:
+                if not 0 <= lo <= hi <= 65535:
+                    raise ValueError(f"safe_state.{kind} [{lo}, {hi}, {value}]: addresses must be 0 <= first <= "
+                                     "last <= 65535")
+                if not 0 <= value <= top:
+                    raise ValueError(f"safe_state.{kind} [{lo}, {hi}, {value}]: the value must be 0..{top}")
+        return self
+
+
 class Budget(Strict):
     examples: int = Field(2000, ge=1)
     seconds: float = Field(30.0, gt=0)
@@ -344,6 +367,7 @@ class TargetSpec(Strict):
     interfaces: Interfaces
     accounts: dict[str, Account] = Field(default_factory=dict)
     essential_function: EssentialFunction | None = None
+    safe_state: SafeState | None = Field(None, description="outputs on loss of communication (CR 3.6)")
     services: list[Service] = Field(default_factory=list, description="what the vendor declares open (CR 7.7)")
     policies: Policies = Policies()
     shell: Shell = Shell()
