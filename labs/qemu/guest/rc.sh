@@ -1,0 +1,110 @@
+#!/bin/sh
+# Start-up of the emulated device, run once by busybox init (sysinit) before the console getty.
+# The security profile comes from /etc/lab.conf and the password hashes from /etc/shadow, both of which
+# the launcher appends to the initramfs at each boot: one image serves both profiles.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /run/sshd /run/faillock /var/log
+
+. /etc/lab.conf
+rm -f /etc/lab.conf
+hostname qemu-plc
+
+modprobe virtio_pci
+modprobe virtio_rng  # seeds the kernel's random pool at once: sshd waits for it otherwise (about 1.5 s)
+modprobe virtio_net
+/sbin/ip link set lo up
+/sbin/ip link set eth0 up
+/sbin/ip addr add 10.0.2.15/24 dev eth0
+/sbin/ip route add default via 10.0.2.2
+if [ -n "$ZONE_MAC" ]; then  # a second NIC in a control zone behind a conduit (labs/qemu/netns.py)
+    for dev in /sys/class/net/*; do [ "$(cat "$dev/address")" = "$ZONE_MAC" ] && ZONE_IF=${dev##*/}; done
+    /sbin/ip link set "$ZONE_IF" up
+    /sbin/ip addr add "$ZONE_ADDR" dev "$ZONE_IF"
+    /sbin/ip route add 10.62.0.0/16 via "${ZONE_ADDR%.*}.1"
+fi
+
+# Logging first, so that the services' start-up and every login attempt are recorded.
+if [ -n "$SYSLOG" ]; then syslogd -O /var/log/messages -L -R "$SYSLOG"; else syslogd -O /var/log/messages; fi
+
+if [ "$PROFILE" = hardened ]; then
+    cat > /etc/issue.net <<EOF
+$BANNER
+EOF
+    cp /etc/issue.net /etc/issue  # getty shows it before the console login prompt
+    # the tally files (mode 0660) inherit group adm: the admin account unlocks with faillock --reset
+    chgrp adm /run/faillock
+    chmod 2770 /run/faillock
+    cat > /etc/security/faillock.conf <<EOF
+dir = /run/faillock
+deny = $LOCK_DENY
+unlock_time = $LOCK_UNLOCK_S
+fail_interval = 900
+# no extra delay after a failure: the lockout is the defence, and the harness counts attempts
+nodelay
+EOF
+    AUTH="auth required pam_faillock.so preauth
+auth [success=1 default=bad] pam_unix.so nodelay
+auth [default=die] pam_faillock.so authfail
+auth sufficient pam_faillock.so authsucc
+auth required pam_deny.so
+account required pam_faillock.so"
+    SSHD="PermitRootLogin no
+MaxAuthTries $LOCK_DENY
+Banner /etc/issue.net
+Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes128-ctr
+MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,umac-128-etm@openssh.com"
+else
+    rm -f /etc/issue /etc/issue.net
+    AUTH="auth required pam_unix.so nodelay"
+    SSHD="PermitRootLogin yes
+MaxAuthTries 1000
+Banner none"
+fi
+for service in sshd login; do
+    cat > /etc/pam.d/$service <<EOF
+$AUTH
+account required pam_unix.so
+password required pam_unix.so sha512
+session required pam_unix.so
+EOF
+done
+cat > /etc/ssh/sshd_config <<EOF
+ListenAddress 0.0.0.0:22
+HostKey /etc/ssh/ssh_host_ed25519_key
+UsePAM yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+UseDNS no
+PrintMotd no
+PidFile /run/sshd.pid
+SyslogFacility AUTH
+$SSHD
+EOF
+
+/usr/sbin/sshd
+# Modbus TCP on eth0 and RTU on ttyS1 at once; the CAN node joins when can0 comes up (below).
+PLCD="/usr/sbin/plcd -r /dev/ttyS1 -c can0"
+[ "$PROFILE" = hardened ] || PLCD="$PLCD -w"
+$PLCD &
+
+modprobe kvaser_pci
+modprobe can_raw
+/sbin/ip link set can0 type can bitrate 500000 2>/dev/null && /sbin/ip link set can0 up && CAN=1
+
+# The harness reaches the CAN bus through ttyS2: slcan there, routed both ways to the Kvaser controller.
+if [ -n "$CAN" ]; then
+    modprobe slcan
+    modprobe can_gw
+    slcand -o -c -s6 -S 115200 ttyS2 slcan0
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/slcan0 ] && break; usleep 50000; done
+    /sbin/ip link set slcan0 up
+    cangw -A -s slcan0 -d can0 -e
+    cangw -A -s can0 -d slcan0 -e
+fi

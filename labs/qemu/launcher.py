@@ -1,0 +1,380 @@
+"""Boot the QEMU guest as an emulated device, per the contract in `labs/__init__.py`.
+
+`start("weak" | "hardened")` builds (or reuses) the cached image, appends the boot configuration (profile,
+password hashes) to its initramfs, boots it under TCG with every interface forwarded to a free loopback
+port below 32768, and returns once a Modbus read and an SSH login with a command really succeed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import hashlib
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from labs import LabError
+from labs.qemu.build import ACCOUNTS, LOGIN_ACCOUNTS, Image, build, cpio_entry, cpio_trailer
+from labs.qemu.netns import GUEST_IP, GUEST_MAC, Zones
+
+QEMU = "qemu-system-x86_64"
+PROFILES = ("weak", "hardened")
+FAULTS = ("stall",)
+HOST = "127.0.0.1"
+# What the guest is configured with; targets/qemu-plc*.yaml declare the same values.
+BANNER = "WARNING: authorized use only. Activity on this device is monitored and recorded."
+LOCKOUT_THRESHOLD = 3
+LOCKOUT_UNLOCK_S = 10
+WEAK_PASSWORDS = {name: name for name in LOGIN_ACCOUNTS}  # factory defaults: root/root, admin/admin, ...
+SECRET_ENV = {"admin": "QEMU_ADMIN_PASSWORD", "operator": "QEMU_OPERATOR_PASSWORD",
+              "locktest": "QEMU_LOCKTEST_PASSWORD"}
+READY_USER = "admin"
+PORTS = ("ssh", "modbus_tcp", "console", "modbus_rtu", "can")
+OPTIONS = ("ports", "ready_timeout_s", "memory_mb", "cache_dir", "zones")
+# mitigations and crypto self-tests cost about 0.5 s of emulated boot and protect nothing in a lab VM.
+KERNEL_ARGS = "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
+PORT_RANGE = (20000, 32767)  # below the ephemeral range (32768-60999), where a collision was seen
+
+_live: set[QemuDevice] = set()  # strong references: a device nobody holds any more is still stopped at exit
+
+
+def _stop_all() -> None:
+    for device in list(_live):
+        device.stop()
+
+
+atexit.register(_stop_all)
+
+
+def _port_free(port: int) -> bool:
+    """Whether QEMU could listen there: it sets SO_REUSEADDR, so TIME_WAIT leftovers do not count."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_ports(given: dict[str, int]) -> dict[str, int]:
+    unknown = set(given) - set(PORTS)
+    if unknown:
+        raise LabError(f"options['ports'] names unknown interface(s) {', '.join(sorted(unknown))}: "
+                       f"use {', '.join(PORTS)}")
+    for name, port in given.items():
+        if not _port_free(port):
+            raise LabError(f"port {port} ({name}) is already in use on {HOST}: free it, or choose another "
+                           "port in options['ports'] (or leave it out to pick a free one)")
+    ports = dict(given)
+    while len(ports) < len(PORTS):
+        port = random.randint(*PORT_RANGE)
+        if port not in ports.values() and _port_free(port):
+            ports[next(n for n in PORTS if n not in ports)] = port
+    return ports
+
+
+def _hash_passwords(passwords: dict[str, str]) -> dict[str, str]:
+    """SHA-512 crypt hashes (what the guest's PAM verifies), so that no clear password enters the guest."""
+    try:
+        out = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input="".join(f"{p}\n" for p in
+                             passwords.values()), capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        raise LabError("openssl could not hash the guest passwords: apt-get install -y openssl") from None
+    return dict(zip(passwords, out.split(), strict=True))
+
+
+def _boot_config(profile: str, passwords: dict[str, str], syslog: tuple[str, int] | None, zones: bool) -> bytes:
+    """cpio members the kernel unpacks over the image's: /etc/lab.conf and /etc/shadow."""
+    hashes = _hash_passwords(passwords)
+    shadow = "".join(f"{n}:{hashes.get(n, '*')}:19000:0:99999:7:::\n" for n, *_ in ACCOUNTS)
+    conf = (f"PROFILE={profile}\nBANNER='{BANNER}'\nLOCK_DENY={LOCKOUT_THRESHOLD}\n"
+            f"LOCK_UNLOCK_S={LOCKOUT_UNLOCK_S}\nSYSLOG={f'10.0.2.2:{syslog[1]}' if syslog else ''}\n")
+    if zones:
+        conf += f"ZONE_MAC={GUEST_MAC}\nZONE_ADDR={GUEST_IP}/24\n"
+    members = cpio_entry("etc/lab.conf", 0o100600, conf.encode(), ino=1)
+    members += cpio_entry("etc/shadow", 0o100600, shadow.encode(), ino=2)
+    return members + cpio_trailer()
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def modbus_read(port: int, timeout: float = 1.0) -> bool:
+    """One Read Holding Registers exchange with unit 1 over a fresh connection."""
+    request = struct.pack(">HHHBBHH", 1, 0, 6, 1, 3, 0, 1)
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(request)
+            reply = s.recv(64)
+    except OSError:
+        return False
+    return len(reply) >= 11 and reply[7] == 3
+
+
+def ssh_banner(port: int, timeout: float = 1.0) -> bool:
+    """True once sshd itself answers (user-mode networking accepts and resets before it listens)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def ssh_exec(port: int, user: str, password: str, command: str, fingerprint: str | None = None,
+             timeout: float = 5.0) -> tuple[int, str]:
+    """Log in with a password and run one command: (exit status, output). Raises on any failure."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # paramiko never sets it: 87 ms a connection
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(HOST, port, user, password, sock=sock, timeout=timeout, banner_timeout=timeout,
+                       auth_timeout=timeout, allow_agent=False, look_for_keys=False)
+        key = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+        if fingerprint and _fingerprint(key) != fingerprint:
+            raise paramiko.SSHException(f"host key {_fingerprint(key)} is not the image's {fingerprint}")
+        _, stdout, _ = client.exec_command(command, timeout=timeout)
+        output = stdout.read().decode(errors="replace")
+        if not stdout.channel.status_event.wait(timeout):
+            raise TimeoutError(f"ssh command {command!r} did not finish in {timeout} s")
+        return stdout.channel.recv_exit_status(), output
+    finally:
+        client.close()
+        sock.close()
+
+
+class QemuDevice:
+    """A running guest. Attributes per `labs.Running`; `profile` and `image` for those who want them."""
+
+    def __init__(self, profile: str, image: Image, ports: dict[str, int], passwords: dict[str, str],
+                 syslog: tuple[str, int] | None, memory_mb: int, ready_timeout_s: float,
+                 zones: bool = False) -> None:
+        self.profile, self.image, self.ports = profile, image, ports
+        self.passwords = passwords
+        self.ready_timeout_s = ready_timeout_s
+        self.secrets = {env: passwords[user] for user, env in SECRET_ENV.items()}
+        self.endpoints: dict[str, dict[str, Any]] = {
+            "ssh": {"host": HOST, "port": ports["ssh"], "host_key_fingerprint": image.host_key_fingerprint},
+            "modbus_tcp": {"host": HOST, "port": ports["modbus_tcp"]},
+            "console": {"url": f"socket://{HOST}:{ports['console']}"},
+            "modbus_rtu": {"url": f"socket://{HOST}:{ports['modbus_rtu']}"},
+            "can": {"channel": f"socket://{HOST}:{ports['can']}"},
+        }
+        self.pid = 0
+        self.ready_s = 0.0
+        self._stalled = False
+        self._boot_id = ""
+        config = _boot_config(profile, passwords, syslog, zones)
+        self._workdir = Path(tempfile.mkdtemp(prefix="qemu-plc-"))
+        self._monitor_path = self._workdir / "monitor.sock"
+        self._log = self._workdir / "qemu.log"
+        initrd = self._workdir / "initrd.cpio"
+        initrd.write_bytes(image.initrd.read_bytes() + config)
+        # Optional second NIC in a control zone behind a conduit (labs/qemu/netns.py); None: no zones.
+        self.zones: Zones | None = None
+        net = f"user,id=n0,restrict={'off' if syslog else 'on'}"  # off only to reach the host's syslog port
+        net += f",hostfwd=tcp:{HOST}:{ports['ssh']}-:22,hostfwd=tcp:{HOST}:{ports['modbus_tcp']}-:502"
+        self._argv = [
+            QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-accel", "tcg", "-m", str(memory_mb),
+            "-kernel", str(image.kernel), "-initrd", str(initrd),
+            "-append", KERNEL_ARGS,
+            "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-rng-pci",
+            *(a for name in ("console", "modbus_rtu", "can")
+              for a in ("-serial", f"tcp:{HOST}:{ports[name]},server=on,wait=off,nodelay=on")),
+            "-object", "can-bus,id=canbus0", "-device", "kvaser_pci,canbus=canbus0",
+            "-monitor", f"unix:{self._monitor_path},server=on,wait=off",
+            "-pidfile", str(self._workdir / "qemu.pid"),
+        ]
+        self._proc: subprocess.Popen[bytes] | None = None
+        if zones:
+            self.zones = Zones(f"qplc-{secrets.token_hex(3)}")
+            try:
+                self.zones.create()
+            except LabError:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                raise
+            self._argv += self.zones.qemu_args()
+
+    # --- lifecycle
+
+    def boot(self) -> None:
+        started = time.monotonic()
+        with open(self._log, "wb") as log:
+            self._proc = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          start_new_session=True,  # own process group: stop() kills it whole
+                                          pass_fds=(self.zones.tap_fd,) if self.zones else ())
+        _live.add(self)
+        if self.zones:
+            self.zones.close_tap()
+        self.pid = self._proc.pid
+        self._wait_ready(started)
+
+    def _wait_ready(self, started: float) -> None:
+        """Poll until a Modbus read and an SSH login with a command succeed on a boot other than the last."""
+        deadline = started + self.ready_timeout_s
+        modbus_up = False
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise LabError(self._exit_reason())
+            if not modbus_up:
+                modbus_up = modbus_read(self.ports["modbus_tcp"], timeout=0.5)
+            if modbus_up and ssh_banner(self.ports["ssh"], timeout=0.5):
+                try:
+                    status, boot_id = ssh_exec(self.ports["ssh"], READY_USER, self.passwords[READY_USER],
+                                               "cat /proc/sys/kernel/random/boot_id",
+                                               self.image.host_key_fingerprint, timeout=3.0)
+                except (OSError, EOFError, paramiko.SSHException):
+                    status, boot_id = -1, ""
+                # After a reset the old boot may answer for a moment: only a new boot id counts, and
+                # Modbus is asked again so that both answers come from that boot.
+                if status == 0 and boot_id.strip() and boot_id != self._boot_id:
+                    if modbus_read(self.ports["modbus_tcp"], timeout=1.0):
+                        self._boot_id = boot_id
+                        self.ready_s = round(time.monotonic() - started, 2)
+                        self._pidfile_pid()
+                        return
+                    modbus_up = False
+            time.sleep(0.1)
+        raise LabError(f"the QEMU guest was not ready within {self.ready_timeout_s:g} s (Modbus "
+                       f"{'answered' if modbus_up else 'never answered'}, SSH login never succeeded): "
+                       f"see {self._log} and raise options['ready_timeout_s'] on a loaded machine")
+
+    def _pidfile_pid(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.pid = int((self._workdir / "qemu.pid").read_text().strip())
+
+    def _exit_reason(self) -> str:
+        try:
+            lines = [ln for ln in self._log.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            lines = []
+        bind = [ln for ln in lines if "already in use" in ln or "host forwarding rule" in ln]
+        if bind:
+            return f"QEMU could not bind a loopback port ({bind[0].strip()}): free it or choose others in " \
+                   "options['ports']"
+        last = lines[-1].strip() if lines else f"exit status {self._proc.returncode if self._proc else '?'}"
+        return f"QEMU exited during boot ({last}): check the QEMU installation (apt-get install -y qemu-system-x86)"
+
+    def _monitor(self, command: str, timeout: float = 5.0) -> str:
+        """One HMP command over the monitor socket; returns what QEMU printed."""
+        try:
+            return self._monitor_exchange(command, timeout)
+        except OSError as exc:
+            raise LabError(f"the QEMU monitor did not take {command!r} ({exc}): the guest may have died; "
+                           "stop() it and start() again") from None
+
+    def _monitor_exchange(self, command: str, timeout: float) -> str:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(timeout)
+            s.connect(str(self._monitor_path))
+            buf = b""
+            while not buf.endswith(b"(qemu) "):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            s.sendall(command.encode() + b"\n")
+            out = b""
+            with contextlib.suppress(OSError):  # 'quit' closes the socket instead of prompting again
+                while not out.endswith(b"(qemu) "):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    out += chunk
+        return out.decode(errors="replace")
+
+    def _require_running(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            raise LabError("the QEMU guest is not running: start() it again")
+
+    def set_fault(self, name: str | None) -> None:
+        """'stall' pauses the whole VM (every interface goes silent, connections stay open); None resumes."""
+        if name is not None and name not in FAULTS:
+            raise LabError(f"unknown fault {name!r} for the QEMU lab: use one of {', '.join(FAULTS)} or None")
+        self._require_running()
+        self._monitor("stop" if name == "stall" else "cont")
+        self._stalled = name == "stall"
+
+    def restart(self) -> None:
+        """Power-cycle through the monitor (system_reset) and wait until the device answers again."""
+        self._require_running()
+        started = time.monotonic()
+        self._monitor("system_reset")
+        if self._stalled:
+            self._monitor("cont")
+            self._stalled = False
+        self._wait_ready(started)
+
+    def stop(self) -> None:
+        """Quit QEMU and kill its process group; idempotent, and safe at interpreter exit."""
+        _live.discard(self)
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(LabError):
+                self._monitor("quit", timeout=2.0)
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        if self.zones:
+            self.zones.destroy()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | None = None,
+          syslog: tuple[str, int] | None = None) -> QemuDevice:
+    options = options or {}
+    if profile not in PROFILES:
+        raise LabError(f"unknown qemu profile {profile!r}: use one of {', '.join(PROFILES)}")
+    bad = [f for f in faults if f not in FAULTS]
+    if bad:
+        raise LabError(f"unknown fault {bad[0]!r} for the QEMU lab: use one of {', '.join(FAULTS)}")
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise LabError(f"unknown qemu option(s) {', '.join(sorted(unknown))}: use {', '.join(OPTIONS)}")
+    if syslog and syslog[0] not in (HOST, "localhost"):
+        raise LabError(f"syslog host {syslog[0]} is not loopback: the QEMU guest logs only to {HOST}")
+    if not shutil.which(QEMU):
+        raise LabError(f"{QEMU} not found: apt-get install -y qemu-system-x86 (or every package in "
+                       "labs/qemu/apt-packages.txt)")
+    cache_dir = options.get("cache_dir")
+    image = build(Path(cache_dir) if cache_dir else None)
+    if profile == "weak":
+        passwords = dict(WEAK_PASSWORDS)
+    else:
+        passwords = {name: secrets.token_urlsafe(12) for name in LOGIN_ACCOUNTS}
+    given = dict(options.get("ports") or {})
+    attempt = 0
+    while True:
+        attempt += 1
+        device = QemuDevice(profile, image, _pick_ports(given), passwords, syslog,
+                            int(options.get("memory_mb", 256)), float(options.get("ready_timeout_s", 60)),
+                            zones=bool(options.get("zones")))
+        try:
+            device.boot()
+            for fault in faults:
+                device.set_fault(fault)
+            return device
+        except BaseException as exc:
+            device.stop()
+            # A port picked here can be taken by someone else before QEMU binds it: pick again.
+            if given or attempt == 3 or not (isinstance(exc, LabError) and "could not bind" in str(exc)):
+                raise

@@ -1,0 +1,155 @@
+"""Zones and a conduit for the QEMU guest, made of network namespaces (optional; needs root).
+
+    eng (10.62.2.10) ─┐
+                      ├─ rtr (nftables conduit policy) ── ctl: bridge ── tap ── guest eth1 (10.62.1.10)
+    ent (10.62.3.10) ─┘
+
+The guest keeps its user-mode NIC for the harness's loopback endpoints and gets a second NIC on a tap
+device that is created inside the control zone, so nothing of this ever touches the root namespace. The
+router forwards only what the conduit allows: from the engineering zone SSH and Modbus; from the
+enterprise zone Modbus is refused with a TCP reset and everything else is dropped silently; nothing
+leaves the control zone unless it answers an allowed connection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import shutil
+import struct
+import subprocess
+import threading
+from dataclasses import dataclass
+
+from labs import LabError
+
+GUEST_IP = "10.62.1.10"
+GUEST_MAC = "52:54:00:62:44:01"  # how the guest tells its zone NIC from the user-mode one
+ZONE_HOSTS = {"eng": "10.62.2.10", "ent": "10.62.3.10"}
+CONDUIT = f"""
+table inet conduit {{
+    chain forward {{
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        iifname "eng" ip daddr {GUEST_IP} tcp dport {{ 22, 502 }} accept
+        iifname "ent" ip daddr {GUEST_IP} tcp dport 502 reject with tcp reset
+    }}
+}}
+"""
+_CLONE_NEWNET = 0x40000000
+_TUNSETIFF = 0x400454CA
+_IFF_TAP, _IFF_NO_PI = 0x0002, 0x1000
+
+
+def unavailable() -> str | None:
+    """Why zones cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    missing = [tool for tool in ("ip", "nft") if not shutil.which(tool)]
+    if missing:
+        return f"{' and '.join(missing)} not installed (apt-get install -y iproute2 nftables)"
+    if not os.path.exists("/dev/net/tun"):
+        return "/dev/net/tun is missing (no tap devices in this sandbox)"
+    return None
+
+
+def _ip(*args: str, ns: str | None = None) -> None:
+    argv = ["ip", *(["-n", ns] if ns else []), *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed ({done.stderr.strip()}): check that network namespaces "
+                       "work here (root, iproute2)")
+
+
+def _in_ns(ns: str, *argv: str, stdin: str | None = None) -> None:
+    done = subprocess.run(["ip", "netns", "exec", ns, *argv], input=stdin, capture_output=True, text=True,
+                          timeout=10)
+    if done.returncode != 0:
+        raise LabError(f"{argv[0]} in namespace {ns} failed ({done.stderr.strip()}): check nftables")
+
+
+@dataclass
+class Zones:
+    """The namespaces of one guest; `ns(zone)` names the namespace of 'eng', 'ent', 'ctl' or 'rtr'."""
+
+    prefix: str
+    tap_fd: int = -1
+
+    def ns(self, zone: str) -> str:
+        return f"{self.prefix}-{zone}"
+
+    def create(self) -> Zones:
+        reason = unavailable()
+        if reason:
+            raise LabError(f"cannot make the QEMU guest's zones: {reason}")
+        try:
+            for zone in ("rtr", "ctl", *ZONE_HOSTS):
+                _ip("netns", "add", self.ns(zone))
+                _ip("link", "set", "lo", "up", ns=self.ns(zone))
+            rtr = self.ns("rtr")
+            # veth pairs made straight inside the namespaces: never an interface in the root namespace
+            _ip("link", "add", "ctl", "netns", rtr, "type", "veth", "peer", "name", "r0", "netns", self.ns("ctl"))
+            _ip("addr", "add", "10.62.1.1/24", "dev", "ctl", ns=rtr)
+            _ip("link", "set", "ctl", "up", ns=rtr)
+            for zone, host in ZONE_HOSTS.items():
+                gateway = host.rsplit(".", 1)[0] + ".1"
+                _ip("link", "add", zone, "netns", rtr, "type", "veth", "peer", "name", "e0", "netns", self.ns(zone))
+                _ip("addr", "add", f"{gateway}/24", "dev", zone, ns=rtr)
+                _ip("link", "set", zone, "up", ns=rtr)
+                _ip("addr", "add", f"{host}/24", "dev", "e0", ns=self.ns(zone))
+                _ip("link", "set", "e0", "up", ns=self.ns(zone))
+                _ip("route", "add", "default", "via", gateway, ns=self.ns(zone))
+            _in_ns(rtr, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+            _in_ns(rtr, "nft", "-f", "-", stdin=CONDUIT)
+            ctl = self.ns("ctl")
+            _ip("link", "add", "br0", "type", "bridge", ns=ctl)
+            _ip("link", "set", "r0", "master", "br0", "up", ns=ctl)
+            self.tap_fd = _open_tap(ctl, "t0")
+            _ip("link", "set", "t0", "master", "br0", "up", ns=ctl)
+            _ip("link", "set", "br0", "up", ns=ctl)
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def qemu_args(self) -> list[str]:
+        """The zone NIC for QEMU; pass `tap_fd` to the child (Popen pass_fds)."""
+        return ["-netdev", f"tap,id=z0,fd={self.tap_fd}", "-device", f"virtio-net-pci,netdev=z0,mac={GUEST_MAC}"]
+
+    def close_tap(self) -> None:
+        """Our copy of the tap descriptor: once QEMU holds its own, the tap lives as long as QEMU."""
+        if self.tap_fd >= 0:
+            os.close(self.tap_fd)
+            self.tap_fd = -1
+
+    def destroy(self) -> None:
+        self.close_tap()
+        for zone in ("eng", "ent", "ctl", "rtr"):  # deleting a namespace deletes its virtual links
+            subprocess.run(["ip", "netns", "delete", self.ns(zone)], capture_output=True, timeout=10)
+
+
+def _open_tap(ns: str, name: str) -> int:
+    """A tap device created inside namespace `ns`: setns in a short-lived thread of our own, since a
+    network namespace is per thread and the rest of the process must stay where it is."""
+    result: dict[str, int | BaseException] = {}
+
+    def work() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{ns}") as nsf:
+                if libc.setns(nsf.fileno(), _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+            fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI))
+            result["fd"] = fd
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"tap-in-{ns}")
+    thread.start()
+    thread.join(10)
+    if "fd" not in result:
+        raise LabError(f"cannot create a tap device in namespace {ns} ({result.get('error', 'timed out')}): "
+                       "check /dev/net/tun and root rights")
+    return int(result["fd"])  # type: ignore[arg-type]
