@@ -127,7 +127,9 @@ def test_budget_and_seed_come_from_the_target_file_unless_overridden() -> None:
     config = SimpleNamespace(getoption=options.get)
     assert budget_for(spec, "modbus_tcp") == spec.safety.fuzz_budget["modbus_tcp"]
     assert budget_for(spec, "modbus_tcp", config) == Budget(examples=3000, seconds=2.5)
-    assert budget_for(spec, "console") == Budget()  # undeclared: the model's default
+    budgets = {k: v for k, v in spec.safety.fuzz_budget.items() if k != "console"}
+    bare = spec.model_copy(update={"safety": spec.safety.model_copy(update={"fuzz_budget": budgets})})
+    assert budget_for(bare, "console") == Budget()  # undeclared: the model's default
     assert seed_for(config) == 7
     assert 0 <= seed_for(SimpleNamespace(getoption=lambda name: None)) < 1 << 32  # a fresh one, printed by the run
 
