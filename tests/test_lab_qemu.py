@@ -444,6 +444,30 @@ def test_interpreter_exit_stops_a_device_left_running(tmp_path):
         os.kill(pid, 0)
 
 
+def test_a_killed_harness_takes_its_guest_with_it():
+    """kill -9 skips atexit: the guest's parent-death signal must end QEMU anyway (a CI timeout does this)."""
+    script = ("import os, time\nfrom labs.qemu.launcher import start\n"
+              "device = start('weak')\nprint(device.pid, flush=True)\ntime.sleep(120)\n")
+    harness = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(harness.stdout.readline())
+    finally:
+        harness.kill()
+        harness.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    assert not _alive(pid), f"QEMU {pid} outlived its killed harness"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 # --- optional zones: the guest behind a conduit, reached only from namespaces made for it
 
 PROBE = """

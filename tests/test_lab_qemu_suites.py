@@ -21,6 +21,7 @@ if not shutil.which("qemu-system-x86_64"):
     pytest.skip("qemu-system-x86_64 is not installed (apt-get install -y $(cat labs/qemu/apt-packages.txt))",
                 allow_module_level=True)
 
+pytestmark = pytest.mark.timeout(2400)  # one run of every suite against two guests, under TCG: about 15 min
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("qemu-plc", "qemu-plc-weak")
 # row -> the verdicts each build may earn; a set where the suites may honestly end either way
@@ -51,7 +52,7 @@ def matrices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
             "-p", "no:cacheprovider"]
     for name in TARGETS:
         args += ["--target", name]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=2100)
     out = {}
     for name in TARGETS:
         matrix = reports / name / "ci" / "matrix.json"

@@ -27,6 +27,7 @@ from typing import Any
 import paramiko
 
 from labs import LabError
+from labs.process import die_with_parent
 from labs.qemu.build import ACCOUNTS, LOGIN_ACCOUNTS, Image, build, cpio_entry, cpio_trailer
 from labs.qemu.netns import GUEST_IP, GUEST_MAC, Zones
 
@@ -218,6 +219,7 @@ class QemuDevice:
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                           start_new_session=True,  # own process group: stop() kills it whole
+                                          preexec_fn=die_with_parent,
                                           pass_fds=(self.zones.tap_fd,) if self.zones else ())
         _live.add(self)
         if self.zones:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from labs import LabError
+from labs.process import die_with_parent
 from labs.simplc.faults import NAMES as FAULT_NAMES
 from labs.simplc.profile import available, load_profile
 
@@ -102,7 +103,7 @@ class SimplcRunning:
         env.update(self.secrets)
         with open(log, "wb") as out:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                          env=env, start_new_session=True)
+                                          env=env, start_new_session=True, preexec_fn=die_with_parent)
         _running.add(self)
         self.pid = self._proc.pid
         try:
