@@ -33,13 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fixtures.drivers.modbus import mbap  # noqa: E402
-from fixtures.fuzz.campaign import Campaign  # noqa: E402
-from fixtures.fuzz.replay import open_channel  # noqa: E402
-from fixtures.safety import Guard  # noqa: E402
-from fixtures.target import TargetRun  # noqa: E402
-from harness.evidence import Evidence  # noqa: E402
-from harness.target import Budget, find_target_file, load_target  # noqa: E402
+from iec62443_harness.evidence import Evidence  # noqa: E402
+from iec62443_harness.fixtures.drivers.modbus import mbap  # noqa: E402
+from iec62443_harness.fixtures.fuzz.campaign import Campaign  # noqa: E402
+from iec62443_harness.fixtures.fuzz.replay import open_channel  # noqa: E402
+from iec62443_harness.fixtures.safety import Guard  # noqa: E402
+from iec62443_harness.fixtures.target import TargetRun  # noqa: E402
+from iec62443_harness.target import Budget, find_target_file, load_target  # noqa: E402
 
 BOOFUZZ_SCRIPT = textwrap.dedent("""
     import sys, time

@@ -25,10 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support is in the tree, not installed
 
-from fixtures.drivers.modbus import ModbusDriver, mbap  # noqa: E402
-from fixtures.safety import Guard  # noqa: E402
-from harness.evidence import Evidence  # noqa: E402
-from harness.target import ModbusTcp, Safety, Timeouts  # noqa: E402
+from iec62443_harness.evidence import Evidence  # noqa: E402
+from iec62443_harness.fixtures.drivers.modbus import ModbusDriver, mbap  # noqa: E402
+from iec62443_harness.fixtures.safety import Guard  # noqa: E402
+from iec62443_harness.target import ModbusTcp, Safety, Timeouts  # noqa: E402
+
 from tests.support import end_process, free_port  # noqa: E402
 
 READ_10 = bytes.fromhex("03 0000 000a")

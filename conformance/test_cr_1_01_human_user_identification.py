@@ -21,10 +21,9 @@ import re
 import secrets
 
 import pytest
-
-from fixtures.canopen import sdo_upload, show, upload_refused
-from fixtures.login import LoginSurface, accepted, modbus_read_refused, refused
-from harness.outcomes import not_run
+from iec62443_harness.fixtures.canopen import sdo_upload, show, upload_refused
+from iec62443_harness.fixtures.login import LoginSurface, accepted, modbus_read_refused, refused
+from iec62443_harness.fixtures.outcomes import not_run
 
 MARGIN_S = 0.5
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import paramiko
 import pytest
-
-from fixtures.canopen import sdo_upload, show, upload_refused
-from fixtures.login import modbus_read_refused, refused
-from harness.outcomes import manual
+from iec62443_harness.fixtures.canopen import sdo_upload, show, upload_refused
+from iec62443_harness.fixtures.login import modbus_read_refused, refused
+from iec62443_harness.fixtures.outcomes import manual
 
 
 @pytest.mark.judges("CR 1.2", over=["ssh"])

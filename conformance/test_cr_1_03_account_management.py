@@ -11,11 +11,10 @@ from __future__ import annotations
 import secrets
 
 import pytest
-
-from fixtures.login import accepted
-from fixtures.passwords import compliant
-from harness.evidence import redact
-from harness.outcomes import not_run
+from iec62443_harness.evidence import redact
+from iec62443_harness.fixtures.login import accepted
+from iec62443_harness.fixtures.outcomes import not_run
+from iec62443_harness.fixtures.passwords import compliant
 
 
 @pytest.mark.judges("CR 1.3", over=["ssh"])

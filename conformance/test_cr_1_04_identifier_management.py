@@ -11,12 +11,11 @@ from __future__ import annotations
 import secrets
 
 import pytest
-
-from fixtures.login import accepted
-from fixtures.passwords import compliant
-from fixtures.roles import temporary_user
-from harness.evidence import redact
-from harness.outcomes import not_run
+from iec62443_harness.evidence import redact
+from iec62443_harness.fixtures.login import accepted
+from iec62443_harness.fixtures.outcomes import not_run
+from iec62443_harness.fixtures.passwords import compliant
+from iec62443_harness.fixtures.roles import temporary_user
 
 
 @pytest.mark.judges("CR 1.4", over=["ssh"])

@@ -18,9 +18,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from harness.outcomes import manual, not_applicable, not_run
-from harness.wordlists import default_credentials
+from iec62443_harness.fixtures.outcomes import manual, not_applicable, not_run
+from iec62443_harness.wordlists import default_credentials
 
 SWEEP_BUDGET_S = 30.0
 LONG_UNLOCK_S = 10.0  # waiting longer than this per username is not worth it: skip and say so

@@ -15,11 +15,10 @@ The account's current password is tracked for the rest of the run.
 from __future__ import annotations
 
 import pytest
-
-from fixtures.login import accepted
-from fixtures.passwords import compliant, violations
-from harness.evidence import redact
-from harness.outcomes import manual, not_run
+from iec62443_harness.evidence import redact
+from iec62443_harness.fixtures.login import accepted
+from iec62443_harness.fixtures.outcomes import manual, not_run
+from iec62443_harness.fixtures.passwords import compliant, violations
 
 MIN_LENGTH_FLOOR = 8  # NIST SP 800-63B 5.1.1.2: memorized secrets of at least 8 characters
 

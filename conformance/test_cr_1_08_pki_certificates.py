@@ -8,8 +8,7 @@ certificates, so how the component validates and operates PKI certificates is ch
 from __future__ import annotations
 
 import pytest
-
-from harness.outcomes import manual
+from iec62443_harness.fixtures.outcomes import manual
 
 CHECKLIST = [
     "List every interface that uses certificates (TLS, OPC UA, HTTPS, signed updates, SSH certificates).",

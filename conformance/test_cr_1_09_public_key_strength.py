@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import paramiko
 import pytest
-
-from fixtures.login import refused
-from harness.outcomes import manual
+from iec62443_harness.fixtures.login import refused
+from iec62443_harness.fixtures.outcomes import manual
 
 WEAK_TYPES = {"ssh-dss"}
 MIN_BITS = {"ssh-rsa": 2048, "rsa-sha2-256": 2048, "rsa-sha2-512": 2048, "ecdsa-sha2-nistp256": 256,

@@ -17,8 +17,7 @@ import secrets
 import statistics
 
 import pytest
-
-from harness.outcomes import not_run
+from iec62443_harness.fixtures.outcomes import not_run
 
 SAMPLES = 24  # per kind; enough for a median whose spread we can state
 MIN_DIFF_S = 0.004  # below this, loopback scheduling noise dominates any real difference

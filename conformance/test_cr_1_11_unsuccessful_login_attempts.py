@@ -18,9 +18,8 @@ import time
 from contextlib import nullcontext
 
 import pytest
-
-from fixtures.monitor import EssentialFunctionAbsent
-from harness.outcomes import not_run
+from iec62443_harness.fixtures.monitor import EssentialFunctionAbsent
+from iec62443_harness.fixtures.outcomes import not_run
 
 UNDECLARED_PROBE = 10  # failures tried when the target file declares no lockout policy
 MARGIN_S = 0.5

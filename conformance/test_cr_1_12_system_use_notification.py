@@ -13,8 +13,7 @@ import re
 import secrets
 
 import pytest
-
-from fixtures.login import refused
+from iec62443_harness.fixtures.login import refused
 
 DRAIN_S = 0.2  # what the line still holds from before is read and set aside
 

@@ -9,8 +9,7 @@ authenticate every packet with session keys) include none that is broken or weak
 from __future__ import annotations
 
 import pytest
-
-from harness.outcomes import manual
+from iec62443_harness.fixtures.outcomes import manual
 
 WEAK_MACS = ("hmac-md5", "hmac-md5-96", "hmac-sha1-96", "umac-64@openssh.com", "none", "hmac-md5-etm@openssh.com",
              "hmac-md5-96-etm@openssh.com", "umac-64-etm@openssh.com", "hmac-ripemd160")

@@ -29,14 +29,20 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from fixtures.canopen import DOWNLOADED, is_abort, sdo_download16, sdo_upload, show, value16
-from fixtures.drivers.errors import DeviceTimeout
-from fixtures.drivers.modbus import EXCEPTION_NAMES, ModbusExceptionReply
-from fixtures.login import accepted
-from fixtures.roles import HARMLESS, ROLE_CHECKLIST, current_register, harmless_args, role_table, temporary_user
-from fixtures.target import Credentials
-from harness.outcomes import manual, not_applicable, not_run
+from iec62443_harness.fixtures.canopen import DOWNLOADED, is_abort, sdo_download16, sdo_upload, show, value16
+from iec62443_harness.fixtures.drivers.errors import DeviceTimeout
+from iec62443_harness.fixtures.drivers.modbus import EXCEPTION_NAMES, ModbusExceptionReply
+from iec62443_harness.fixtures.login import accepted
+from iec62443_harness.fixtures.outcomes import manual, not_applicable, not_run
+from iec62443_harness.fixtures.roles import (
+    HARMLESS,
+    ROLE_CHECKLIST,
+    current_register,
+    harmless_args,
+    role_table,
+    temporary_user,
+)
+from iec62443_harness.fixtures.target import Credentials
 
 # --- accounts to exercise the declared table
 

@@ -9,8 +9,7 @@ human follows the checklist.
 from __future__ import annotations
 
 import pytest
-
-from harness.outcomes import manual, not_applicable
+from iec62443_harness.fixtures.outcomes import manual, not_applicable
 
 
 @pytest.mark.judges("CR 2.2")

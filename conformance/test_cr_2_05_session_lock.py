@@ -17,10 +17,9 @@ import re
 import time
 
 import pytest
-
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, DriverError
-from fixtures.sessions import open_shell, ordinary_account, shell_prompt
-from fixtures.target import Credentials
+from iec62443_harness.fixtures.drivers.errors import ConnectionLost, DeviceTimeout, DriverError
+from iec62443_harness.fixtures.sessions import open_shell, ordinary_account, shell_prompt
+from iec62443_harness.fixtures.target import Credentials
 
 PROBE_S = 10.0
 EARLY = 0.8  # closing before this share of the declared timeout is closing early

@@ -16,11 +16,10 @@ import re
 import time
 
 import pytest
-
-from fixtures.drivers.errors import ConnectionLost
-from fixtures.roles import allowed_account
-from fixtures.sessions import open_shell, ordinary_account, shell_prompt
-from harness.outcomes import not_run
+from iec62443_harness.fixtures.drivers.errors import ConnectionLost
+from iec62443_harness.fixtures.outcomes import not_run
+from iec62443_harness.fixtures.roles import allowed_account
+from iec62443_harness.fixtures.sessions import open_shell, ordinary_account, shell_prompt
 
 KEEP_BUSY_S = 0.3  # how often the victim's shell gets a blank line while the kill takes effect
 

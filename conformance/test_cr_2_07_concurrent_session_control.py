@@ -16,12 +16,11 @@ import contextlib
 import time
 
 import pytest
-
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout
-from fixtures.drivers.ssh import LoginRefused
-from fixtures.roles import allowed_account
-from fixtures.sessions import ordinary_account, shell_prompt
-from harness.outcomes import not_run
+from iec62443_harness.fixtures.drivers.errors import ConnectionLost, DeviceTimeout
+from iec62443_harness.fixtures.drivers.ssh import LoginRefused
+from iec62443_harness.fixtures.outcomes import not_run
+from iec62443_harness.fixtures.roles import allowed_account
+from iec62443_harness.fixtures.sessions import ordinary_account, shell_prompt
 
 PROBE_SESSIONS = 8
 

@@ -27,12 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-
-from fixtures.audit import CONFIG, FAILURE, LOGIN, SUCCESS, AuditTrail, change_config_and_back
-from fixtures.login import accepted, refused
-from fixtures.roles import allowed_account, current_register, harmless_args, temporary_user
-from fixtures.target import Credentials
-from harness.outcomes import not_run
+from iec62443_harness.fixtures.audit import CONFIG, FAILURE, LOGIN, SUCCESS, AuditTrail, change_config_and_back
+from iec62443_harness.fixtures.login import accepted, refused
+from iec62443_harness.fixtures.outcomes import not_run
+from iec62443_harness.fixtures.roles import allowed_account, current_register, harmless_args, temporary_user
+from iec62443_harness.fixtures.target import Credentials
 
 MARGIN_S = 0.5
 REFUSED = r"denied|refused|not allowed|unauthori[sz]ed|forbidden|permission"

@@ -11,9 +11,8 @@ The evidence holds what can be seen over ssh (`fixtures.audit.audit_observations
 from __future__ import annotations
 
 import pytest
-
-from fixtures.audit import audit_observations
-from harness.outcomes import manual
+from iec62443_harness.fixtures.audit import audit_observations
+from iec62443_harness.fixtures.outcomes import manual
 
 
 @pytest.mark.judges("CR 2.9", over=["ssh"])

@@ -9,9 +9,8 @@ and how many syslog records reached the harness, for the assessor to start from.
 from __future__ import annotations
 
 import pytest
-
-from fixtures.audit import audit_observations
-from harness.outcomes import manual
+from iec62443_harness.fixtures.audit import audit_observations
+from iec62443_harness.fixtures.outcomes import manual
 
 
 @pytest.mark.judges("CR 2.10", over=["ssh"])

@@ -16,11 +16,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-
-from fixtures.audit import FAILURE, LOGIN, SUCCESS, AuditTrail
-from fixtures.login import accepted
-from fixtures.roles import allowed_account
-from harness.outcomes import manual, not_run
+from iec62443_harness.fixtures.audit import FAILURE, LOGIN, SUCCESS, AuditTrail
+from iec62443_harness.fixtures.login import accepted
+from iec62443_harness.fixtures.outcomes import manual, not_run
+from iec62443_harness.fixtures.roles import allowed_account
 
 TOLERANCE_S = 2.0
 TIME_SETTINGS = re.compile(r"ntp|sntp|ptp|\btime|clock|zone", re.IGNORECASE)

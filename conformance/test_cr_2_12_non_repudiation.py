@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from fixtures.audit import CONFIG, AuditTrail, change_config_and_back
-from fixtures.roles import current_register
-from harness.outcomes import NotRun, manual, not_run
+from iec62443_harness.fixtures.audit import CONFIG, AuditTrail, change_config_and_back
+from iec62443_harness.fixtures.outcomes import NotRun, manual, not_run
+from iec62443_harness.fixtures.roles import current_register
 
 
 @pytest.mark.judges("CR 2.12", over=["ssh"])

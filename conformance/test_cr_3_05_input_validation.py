@@ -15,8 +15,7 @@ images, web pages): a lab reviews those against the vendor's input specification
 from __future__ import annotations
 
 import pytest
-
-from fixtures.fuzz.campaign import campaign_for
+from iec62443_harness.fixtures.fuzz.campaign import campaign_for
 
 FUZZED = ["modbus_tcp", "modbus_rtu", "can", "console", "ssh"]
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from harness.outcomes import manual
+from iec62443_harness.fixtures.outcomes import manual
 
 OBSERVE_SILENCE_S = 3.0  # without a declared timeout: longer than common fieldbus watchdogs (1-2 s)
 MARGIN_S = 1.0  # past the declared timeout: a few control scans and a busy host

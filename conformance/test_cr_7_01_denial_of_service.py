@@ -23,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-
-from fixtures.drivers.modbus import mbap, rtu_frame
-from fixtures.fuzz.replay import Watch, open_channel
-from fixtures.safety import Guard, HarmHalted
-from harness.evidence import Evidence
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.modbus import mbap, rtu_frame
+from iec62443_harness.fixtures.fuzz.replay import Watch, open_channel
+from iec62443_harness.fixtures.safety import Guard, HarmHalted
 
 STEP_S = 0.3  # each rate of a ramp is held this long
 RAMP_FACTOR = 8
@@ -199,7 +198,7 @@ def _rtu_requests(iface, guard: Guard, rate: float) -> Step:  # type: ignore[no-
 
 
 def _can_frames(iface, guard: Guard, rate: float) -> Step:  # type: ignore[no-untyped-def]
-    from fixtures.drivers.can import CanDriver
+    from iec62443_harness.fixtures.drivers.can import CanDriver
 
     request, reply = 0x600 + iface.node_id, 0x580 + iface.node_id
     counts = {"answered": 0, "garbled": 0}
@@ -314,7 +313,7 @@ class _ModbusPoller:
     """A legitimate client: one connection of its own, one read per poll."""
 
     def __init__(self, spec, interface: str) -> None:  # type: ignore[no-untyped-def]
-        from fixtures.drivers.modbus import ModbusDriver
+        from iec62443_harness.fixtures.drivers.modbus import ModbusDriver
 
         self.driver = ModbusDriver(getattr(spec.interfaces, interface), Evidence(), Guard(spec.safety, interface))
 

@@ -16,11 +16,10 @@ import socket
 import time
 
 import pytest
-
-from fixtures.fuzz.replay import Watch, open_channel
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.outcomes import manual
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.fuzz.replay import Watch, open_channel
+from iec62443_harness.fixtures.outcomes import manual
+from iec62443_harness.fixtures.safety import Guard
 
 HOLD = 64
 READ = bytes.fromhex("0300000001")
@@ -33,14 +32,14 @@ class _Client:
         self.stack = contextlib.ExitStack()
         self.interface = interface
         if interface == "modbus_tcp":
-            from fixtures.drivers.modbus import ModbusDriver
+            from iec62443_harness.fixtures.drivers.modbus import ModbusDriver
 
             self.driver = self.stack.enter_context(ModbusDriver(target.interface(interface), Evidence(),
                                                                 Guard(target.spec.safety, interface)))
             self.served()  # connects
             return
-        from fixtures.drivers.ssh import SshDriver
-        from fixtures.sessions import ordinary_account
+        from iec62443_harness.fixtures.drivers.ssh import SshDriver
+        from iec62443_harness.fixtures.sessions import ordinary_account
 
         creds = ordinary_account(target)
         ssh = SshDriver(target.interface("ssh"), Evidence(), Guard(target.spec.safety, "ssh"))

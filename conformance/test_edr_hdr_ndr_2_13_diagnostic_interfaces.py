@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from fixtures.sessions import ordinary_account
-from harness.outcomes import manual, not_run
+from iec62443_harness.fixtures.outcomes import manual, not_run
+from iec62443_harness.fixtures.sessions import ordinary_account
 
 PROBE_OPERATIONS = ("config_show", "whoami")
 

@@ -9,8 +9,7 @@ the harness drives no radio.
 from __future__ import annotations
 
 import pytest
-
-from harness.outcomes import manual, not_applicable
+from iec62443_harness.fixtures.outcomes import manual, not_applicable
 
 
 @pytest.mark.judges("NDR 1.6", "NDR 1.6 RE(1)")

@@ -8,8 +8,7 @@ check is manual until the lab topology (labs/, network namespaces) places an unt
 from __future__ import annotations
 
 import pytest
-
-from harness.outcomes import manual
+from iec62443_harness.fixtures.outcomes import manual
 
 
 @pytest.mark.judges("NDR 1.13", "NDR 1.13 RE(1)")

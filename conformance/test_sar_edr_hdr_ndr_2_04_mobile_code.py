@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from harness.outcomes import manual
+from iec62443_harness.fixtures.outcomes import manual
 
 CODE_WORDS = re.compile(r"upload|download|install|script|exec|eval|run|program|firmware|update|load|file|"
                         r"transfer|app|plugin|macro", re.IGNORECASE)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from harness.errors import HarnessError
+from iec62443_harness.errors import HarnessError
 
 CATALOGUE_FILE = Path(__file__).resolve().parent / "data" / "catalogue.csv"
 FRS = tuple(f"FR{n}" for n in range(1, 8))

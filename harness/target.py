@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.evidence import redact
+from iec62443_harness.wordlists import published_passwords
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,12 +27,6 @@ from pydantic import (
     model_validator,
 )
 
-from harness.errors import HarnessError
-from harness.evidence import redact
-from harness.wordlists import published_passwords
-
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
-DEFAULT_TARGET = "sim-plc"
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -413,25 +410,46 @@ class TargetSpec(Strict):
 # --- loading
 
 
-def available_targets(directory: Path = TARGETS_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+def shipped_targets_dir() -> Path:
+    """The target files that come with the harness (emulated targets, `examples/`)."""
+    import iec62443_harness.targets as shipped
+
+    return Path(shipped.__file__).resolve().parent
 
 
-def find_target_file(name_or_path: str, directory: Path = TARGETS_DIR) -> Path:
-    """A bare name means targets/NAME.yaml; anything with a slash or a .yaml suffix is a path."""
+def search_path(extra: str | Path | None = None, cwd: Path | None = None) -> list[Path]:
+    """Where a bare target name is looked up, in order: `extra` (--targets-dir), ./targets, the shipped ones."""
+    dirs = [Path(extra)] if extra else []
+    dirs += [(cwd or Path.cwd()) / "targets", shipped_targets_dir()]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in unique:
+            unique.append(d.resolve())
+    return unique
+
+
+def available_targets(search: list[Path] | None = None) -> list[str]:
+    return sorted({p.stem for d in (search or search_path()) for p in d.glob("*.yaml")})
+
+
+def find_target_file(name_or_path: str, search: list[Path] | None = None) -> Path:
+    """A bare name means NAME.yaml in the first folder of `search` that has it; anything with a slash or a
+    .yaml suffix is a path."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
-        path = Path(name_or_path)
+        path = Path(name_or_path).expanduser()
         if path.is_dir():
             raise HarnessError(f"{path} is a folder: give --target a target file (NAME.yaml) or a target name")
         if not path.is_file():
             raise HarnessError(f"target file {path} does not exist: check the path given to --target")
         return path
-    path = directory / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(available_targets(directory)) or "none"
-        raise HarnessError(f"unknown target {name_or_path!r}: no {path}; available targets: {known} "
-                           "(or give a path to a target file)")
-    return path
+    dirs = search if search is not None else search_path()
+    for d in dirs:
+        path = d / f"{name_or_path}.yaml"
+        if path.is_file():
+            return path
+    known = ", ".join(available_targets(dirs)) or "none"
+    raise HarnessError(f"unknown target {name_or_path!r}: no {name_or_path}.yaml in {', '.join(map(str, dirs))}; "
+                       f"available targets: {known} (or give a path to a target file)")
 
 
 def _describe(error: dict[str, Any]) -> str:

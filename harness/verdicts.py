@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from harness.catalogue import FRS, Row
+from iec62443_harness.catalogue import FRS, Row
 
 
 class Verdict(StrEnum):

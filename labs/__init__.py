@@ -40,11 +40,11 @@ KINDS = ("simplc", "qemu")
 def start(kind: str, profile: str, faults: tuple[str, ...] | list[str] = (),
           options: dict[str, Any] | None = None, syslog: tuple[str, int] | None = None) -> Running:
     if kind == "simplc":
-        from labs.simplc.launcher import start as start_simplc
+        from iec62443_harness.labs.simplc.launcher import start as start_simplc
 
         return start_simplc(profile, faults=tuple(faults), options=options or {}, syslog=syslog)
     if kind == "qemu":
-        from labs.qemu.launcher import start as start_qemu
+        from iec62443_harness.labs.qemu.launcher import start as start_qemu
 
         return start_qemu(profile, faults=tuple(faults), options=options or {}, syslog=syslog)
     raise LabError(f"unknown emulator kind {kind!r}: use one of {', '.join(KINDS)}")

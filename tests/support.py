@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import can
-
-import labs
+from iec62443_harness import labs
 
 # --- ports, ptys, processes
 

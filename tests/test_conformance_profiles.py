@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from harness.target import find_target_file, load_target
-from labs.simplc.profile import load_oracle
+from iec62443_harness.labs.simplc.profile import load_oracle
+from iec62443_harness.target import find_target_file, load_target
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("sim-plc", "sim-plc-sl1", "sim-plc-insecure")

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 import can
 import pytest
 import serial
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.can import CanDriver
+from iec62443_harness.fixtures.drivers.errors import InterfaceUnavailable
+from iec62443_harness.fixtures.outcomes import NotRun
+from iec62443_harness.fixtures.safety import Guard
+from iec62443_harness.target import Can, Safety, Timeouts, Writable
 
-from fixtures.drivers.can import CanDriver
-from fixtures.drivers.errors import InterfaceUnavailable
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.outcomes import NotRun
-from harness.target import Can, Safety, Timeouts, Writable
 from tests.support import PtyLink
 
 HEARTBEAT_ID, HEARTBEAT_S = 0x701, 0.02

@@ -11,12 +11,17 @@ import threading
 import time
 
 import pytest
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.console import MAX_LINE, MAX_READ, ConsoleDriver
+from iec62443_harness.fixtures.drivers.errors import (
+    ConnectionLost,
+    DeviceTimeout,
+    InterfaceUnavailable,
+    ProtocolViolation,
+)
+from iec62443_harness.fixtures.safety import Guard
+from iec62443_harness.target import Console, Safety, Timeouts
 
-from fixtures.drivers.console import MAX_LINE, MAX_READ, ConsoleDriver
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, InterfaceUnavailable, ProtocolViolation
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.target import Console, Safety, Timeouts
 from tests.support import raw_pty
 
 PASSWORD = "s3cret-Horse"

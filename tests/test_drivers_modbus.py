@@ -17,17 +17,22 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.errors import (
+    ConnectionLost,
+    DeviceTimeout,
+    InterfaceUnavailable,
+    ProtocolViolation,
+)
+from iec62443_harness.fixtures.drivers.modbus import ModbusDriver, ModbusExceptionReply, crc16, mbap, rtu_frame
+from iec62443_harness.fixtures.outcomes import NotRun
+from iec62443_harness.fixtures.safety import Guard
+from iec62443_harness.target import ModbusRtu, ModbusTcp, Safety, Timeouts, Writable
 from pymodbus.framer import FramerType
 from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, InterfaceUnavailable, ProtocolViolation
-from fixtures.drivers.modbus import ModbusDriver, ModbusExceptionReply, crc16, mbap, rtu_frame
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.outcomes import NotRun
-from harness.target import ModbusRtu, ModbusTcp, Safety, Timeouts, Writable
 from tests.support import PtyLink, free_port, raw_pty
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the misbehaviour below is deliberate

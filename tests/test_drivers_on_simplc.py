@@ -10,17 +10,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from iec62443_harness import labs
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.can import CanDriver
+from iec62443_harness.fixtures.drivers.console import ConsoleDriver
+from iec62443_harness.fixtures.drivers.errors import ConnectionLost, DeviceTimeout, DriverError, ProtocolViolation
+from iec62443_harness.fixtures.drivers.modbus import ModbusDriver
+from iec62443_harness.fixtures.drivers.ssh import SshDriver
+from iec62443_harness.fixtures.monitor import monitor_for
+from iec62443_harness.fixtures.safety import Guard
+from iec62443_harness.target import TargetSpec, find_target_file, load_target
 
-import labs
-from fixtures.drivers.can import CanDriver
-from fixtures.drivers.console import ConsoleDriver
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, DriverError, ProtocolViolation
-from fixtures.drivers.modbus import ModbusDriver
-from fixtures.drivers.ssh import SshDriver
-from fixtures.monitor import monitor_for
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.target import TargetSpec, find_target_file, load_target
 from tests.support import fault
 
 MARGIN_S = 1.0  # scheduling slack on a busy 2-core machine

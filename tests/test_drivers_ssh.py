@@ -15,12 +15,17 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.errors import (
+    ConnectionLost,
+    DeviceTimeout,
+    InterfaceUnavailable,
+    ProtocolViolation,
+)
+from iec62443_harness.fixtures.drivers.ssh import HostKeyMismatch, LoginOutcome, LoginRefused, SshDriver
+from iec62443_harness.fixtures.safety import Guard
+from iec62443_harness.target import Safety, Ssh, Timeouts
 
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout, InterfaceUnavailable, ProtocolViolation
-from fixtures.drivers.ssh import HostKeyMismatch, LoginOutcome, LoginRefused, SshDriver
-from fixtures.safety import Guard
-from harness.evidence import Evidence
-from harness.target import Safety, Ssh, Timeouts
 from tests.support import end_process, free_port
 
 HOST_KEY = paramiko.ECDSAKey.generate()

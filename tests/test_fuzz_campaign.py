@@ -12,16 +12,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import iec62443_harness.fixtures.health
 import pytest
-
-import fixtures.health
-from fixtures.fuzz import campaign as campaign_module
-from fixtures.fuzz.campaign import Campaign, budget_for, seed_for
-from fixtures.fuzz.replay import BAD_REPLY, FUNCTION, STOPPED, Channel, Sent
-from fixtures.target import TargetRun
-from harness.evidence import Evidence
-from harness.outcomes import NotRun
-from harness.target import Budget, find_target_file, load_target
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.fuzz import campaign as campaign_module
+from iec62443_harness.fixtures.fuzz.campaign import Campaign, budget_for, seed_for
+from iec62443_harness.fixtures.fuzz.replay import BAD_REPLY, FUNCTION, STOPPED, Channel, Sent
+from iec62443_harness.fixtures.outcomes import NotRun
+from iec62443_harness.fixtures.target import TargetRun
+from iec62443_harness.target import Budget, find_target_file, load_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20240611
@@ -115,7 +114,7 @@ def fake(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         target._recover = recover
         monkeypatch.setattr(campaign_module, "open_channel", lambda *a, **k: FakeChannel(device))
         monkeypatch.setattr(campaign_module, "Watch", lambda *a, **k: FakeWatch(device))
-        monkeypatch.setattr(fixtures.health, "liveness", lambda spec, timeout=1.0: (True, "answers"))
+        monkeypatch.setattr(iec62443_harness.fixtures.health, "liveness", lambda spec, timeout=1.0: (True, "answers"))
         return target, device
 
     return make
@@ -213,14 +212,14 @@ def test_the_insecure_listener_crash_is_found_with_a_minimal_verified_input(cras
 
 
 def _replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fixtures.fuzz.replay", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run([sys.executable, "-m", "iec62443_harness.cli", "replay", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_the_stored_replay_command_reproduces_the_failure(crash_finding) -> None:  # type: ignore[no-untyped-def]
     command = shlex.split(crash_finding.replay_command("sim-plc-insecure"))
-    assert command[:3] == ["python", "-m", "fixtures.fuzz.replay"]
-    done = _replay(*command[3:])
+    assert command[:2] == ["iec62443", "replay"]
+    done = _replay(*command[2:])
     assert done.returncode == 1, done.stdout + done.stderr
     assert "REPRODUCED: stops answering" in done.stdout
 

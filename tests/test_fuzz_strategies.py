@@ -8,9 +8,8 @@ import struct
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-
-from fixtures.drivers.modbus import crc16 as driver_crc16
-from fixtures.fuzz.strategies import (
+from iec62443_harness.fixtures.drivers.modbus import crc16 as driver_crc16
+from iec62443_harness.fixtures.fuzz.strategies import (
     GENOME_MAX,
     GROUPS,
     WRITE_FUNCTIONS,

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from iec62443_harness.fixtures.health import TargetHealth, liveness
+from iec62443_harness.fixtures.outcomes import TargetUnavailable
+from iec62443_harness.target import TargetSpec
 
-from fixtures.health import TargetHealth, liveness
-from harness.outcomes import TargetUnavailable
-from harness.target import TargetSpec
 from tests.support import ModbusLab, Ticker, free_port
 
 

@@ -26,12 +26,11 @@ if not shutil.which("qemu-system-x86_64"):
 import can  # noqa: E402
 import paramiko  # noqa: E402
 import serial  # noqa: E402
+from iec62443_harness.labs import LabError  # noqa: E402
+from iec62443_harness.labs.qemu import build as qbuild  # noqa: E402
+from iec62443_harness.labs.qemu import launcher  # noqa: E402
+from iec62443_harness.target import find_target_file, load_target  # noqa: E402
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient  # noqa: E402
-
-from harness.target import TARGETS_DIR, load_target  # noqa: E402
-from labs import LabError  # noqa: E402
-from labs.qemu import build as qbuild  # noqa: E402
-from labs.qemu import launcher  # noqa: E402
 
 BANNER = launcher.BANNER
 REPO = Path(__file__).resolve().parent.parent
@@ -179,7 +178,7 @@ def test_image_is_built_outside_the_repository_and_cached():
 
 def test_target_files_validate_and_take_the_endpoints(hardened):
     for name, profile, level in (("qemu-plc", "hardened", 2), ("qemu-plc-weak", "weak", 1)):
-        spec = load_target(TARGETS_DIR / f"{name}.yaml")
+        spec = load_target(find_target_file(name))
         assert spec.emulator is not None and spec.emulator.kind == "qemu" and spec.emulator.profile == profile
         assert spec.security_level == level
         accounts = {a.password.strip("${}") for a in spec.accounts.values()}
@@ -187,7 +186,7 @@ def test_target_files_validate_and_take_the_endpoints(hardened):
         filled = spec.with_endpoints(hardened.endpoints)
         assert filled.interfaces.ssh.port == hardened.endpoints["ssh"]["port"]
         assert filled.interfaces.can.channel.startswith("socket://127.0.0.1:")
-    spec = load_target(TARGETS_DIR / "qemu-plc.yaml")
+    spec = load_target(find_target_file("qemu-plc"))
     assert spec.policies.banner == BANNER
     assert spec.policies.lockout.threshold == launcher.LOCKOUT_THRESHOLD
     assert spec.policies.lockout.unlock_after_s == launcher.LOCKOUT_UNLOCK_S
@@ -434,7 +433,7 @@ def test_stop_leaves_no_process_and_frees_the_ports(weak):
 
 
 def test_interpreter_exit_stops_a_device_left_running(tmp_path):
-    script = ("from labs.qemu.launcher import start\n"
+    script = ("from iec62443_harness.labs.qemu.launcher import start\n"
               "device = start('weak')\n"
               "print(device.pid, flush=True)\n")  # exits without stop(): atexit must end QEMU
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=90)
@@ -446,7 +445,7 @@ def test_interpreter_exit_stops_a_device_left_running(tmp_path):
 
 def test_a_killed_harness_takes_its_guest_with_it():
     """kill -9 skips atexit: the guest's parent-death signal must end QEMU anyway (a CI timeout does this)."""
-    script = ("import os, time\nfrom labs.qemu.launcher import start\n"
+    script = ("import os, time\nfrom iec62443_harness.labs.qemu.launcher import start\n"
               "device = start('weak')\nprint(device.pid, flush=True)\ntime.sleep(120)\n")
     harness = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -486,7 +485,7 @@ print("answered", s.recv(64)[:8])
 
 
 def test_zones_conduit_allows_refuses_and_drops():
-    from labs.qemu import netns
+    from iec62443_harness.labs.qemu import netns
 
     reason = netns.unavailable()
     if reason:

@@ -18,16 +18,16 @@ from types import SimpleNamespace
 import paramiko
 import pytest
 import serial
+from iec62443_harness.labs import LabError
+from iec62443_harness.labs.simplc import accounts as accounts_module
+from iec62443_harness.labs.simplc.accounts import Accounts, AuthResult
+from iec62443_harness.labs.simplc.audit import AuditLog
+from iec62443_harness.labs.simplc.console import Console
+from iec62443_harness.labs.simplc.profile import AccountSpec, Profile
+from iec62443_harness.labs.simplc.sessions import Sessions
+from iec62443_harness.labs.simplc.shell import ROLE_OPERATIONS, Shell
+from iec62443_harness.labs.simplc.ssh import WEAK, Server, serve_ssh
 
-from labs import LabError
-from labs.simplc import accounts as accounts_module
-from labs.simplc.accounts import Accounts, AuthResult
-from labs.simplc.audit import AuditLog
-from labs.simplc.console import Console
-from labs.simplc.profile import AccountSpec, Profile
-from labs.simplc.sessions import Sessions
-from labs.simplc.shell import ROLE_OPERATIONS, Shell
-from labs.simplc.ssh import WEAK, Server, serve_ssh
 from tests.support import wait_for
 
 PASSWORDS = {"admin": "Adm1n-pass!", "eng": "Eng1n-pass!", "oper": "0per-pass!A", "view": "V1ew-pass!x"}
@@ -288,7 +288,7 @@ def test_algorithms_offered_differ_and_weak_ones_really_work(lab):
         assert set(names) <= set(weak_lists[key]), key
     assert "curve25519-sha256@libssh.org" in strong_lists["kex"] and "aes256-gcm@openssh.com" in strong_lists["cipher"]
 
-    from labs.simplc.ssh import _Transport  # a client that speaks the weak algorithms too
+    from iec62443_harness.labs.simplc.ssh import _Transport  # a client that speaks the weak algorithms too
 
     def weak_client(server: Server) -> paramiko.Transport:
         t = transport(server, _Transport)

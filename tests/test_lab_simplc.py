@@ -26,10 +26,10 @@ import can
 import paramiko
 import pytest
 import serial
+from iec62443_harness import labs
+from iec62443_harness.labs import LabError
 from pymodbus.framer import FramerRTU
 
-import labs
-from labs import LabError
 from tests.support import fault
 
 TEST_TIMEOUT_S = 60
@@ -574,7 +574,8 @@ def test_sl1_start_restart_stop_leaves_nothing() -> None:
 
 def test_foreground_run_stops_on_ctrl_c(tmp_path: Path) -> None:
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "labs.simplc", "--profile", "sl1", "--ready-file", str(ready)],
+    proc = subprocess.Popen([sys.executable, "-m", "iec62443_harness.labs.simplc", "--profile", "sl1",
+                             "--ready-file", str(ready)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 10

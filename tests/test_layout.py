@@ -7,27 +7,52 @@ import re
 from pathlib import Path
 
 import pytest
-
-from harness.catalogue import catalogue_index
+from iec62443_harness.catalogue import catalogue_index
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS_PACKAGES = ("harness", "fixtures", "conformance")
+PACKAGE = "iec62443_harness"
+MOUNTED = ("fixtures", "conformance", "labs", "targets")  # design-card folders mounted into the namespace
+SOURCES = [p for folder in ("harness", *MOUNTED, "tests", "benchmarks") for p in sorted((ROOT / folder).rglob("*.py"))]
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module name `path` imports, in full (`iec62443_harness.fixtures.drivers.modbus`)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "labs").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_emulated_devices_never_import_the_harness(path: Path) -> None:
-    assert not _imports(path) & set(HARNESS_PACKAGES), f"{path} imports the harness: a device must not"
+    ours = {n for n in _imports(path) if n.split(".")[0] == PACKAGE}
+    outside = sorted(n for n in ours if not n.startswith(f"{PACKAGE}.labs") and n != f"{PACKAGE}.labs")
+    assert not outside, f"{path} imports the harness ({outside[0]}): a device must not"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_imports_only_through_the_one_namespace(path: Path) -> None:
+    bare = sorted(n for n in _imports(path) if n.split(".")[0] in ("harness", *MOUNTED))
+    assert not bare, f"{path} imports {bare[0]!r}: write iec62443_harness.{bare[0].removeprefix('harness.')}"
+
+
+def test_every_package_folder_is_shipped() -> None:
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    mounts = {folder: name for name, folder in setup["package-dir"].items()}
+    found = set()
+    for folder in ("harness", *MOUNTED):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((mounts[folder], *rel)))
+    assert found == listed, f"pyproject.toml packages differ from the folders: {sorted(found ^ listed)}"
 
 
 def _judged_rows(path: Path) -> set[str]:
@@ -62,3 +87,10 @@ def test_suite_module_names_follow_their_requirement(path: Path) -> None:
     fr, nn = int(number.group(1)), int(number.group(2))
     if rows:
         assert any(re.search(rf"\b{fr}\.{nn}\b", r) for r in rows), f"{path.name} judges none of {fr}.{nn}'s rows"
+
+
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "harness").rglob("*.py")) if "plugin" not in p.parts],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_core_imports_no_pytest(path: Path) -> None:
+    ours = {n.split(".")[0] for n in _imports(path)}
+    assert not ours & {"pytest", "_pytest"}, f"{path} imports pytest: the core must stay usable without it"

@@ -11,18 +11,17 @@ from typing import Any
 
 import can
 import pytest
-
-from fixtures.drivers.errors import ConnectionLost, DeviceTimeout
-from fixtures.monitor import (
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.errors import ConnectionLost, DeviceTimeout
+from iec62443_harness.fixtures.monitor import (
     EssentialFunctionAbsent,
     EssentialFunctionMonitor,
     judge,
     monitor_for,
 )
-from fixtures.safety import Guard, HarmHalted
-from harness.errors import HarnessError
-from harness.evidence import Evidence
-from harness.target import (
+from iec62443_harness.fixtures.safety import Guard, HarmHalted
+from iec62443_harness.target import (
     CanHeartbeat,
     CoilToggle,
     ConsoleLine,
@@ -31,6 +30,7 @@ from harness.target import (
     Safety,
     TargetSpec,
 )
+
 from tests.support import ModbusLab, Ticker, wait_for
 
 COIL = CoilToggle(address=0, high_s=0.2, low_s=0.4)

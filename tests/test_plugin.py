@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.catalogue import load_catalogue
+from iec62443_harness.catalogue import load_catalogue
 
 DEVICELESS = """\
 identity: {vendor: Test, model: Bench, firmware: "1"}
@@ -26,7 +25,7 @@ interfaces: {}
 SUITE = '''\
 import time
 import pytest
-from harness.outcomes import manual, not_applicable, not_run
+from iec62443_harness.fixtures.outcomes import manual, not_applicable, not_run
 
 @pytest.mark.judges("CR 1.1")
 def test_observed(target, evidence):
@@ -163,8 +162,8 @@ def test_killed_run_leaves_results_that_rebuild(bench: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert results.read_text().count('"type": "outcome"') >= 6
-    rebuilt = subprocess.run([sys.executable, "-m", "harness.report", str(results.parent)], capture_output=True,
-                             text=True, timeout=60)
+    rebuilt = subprocess.run([sys.executable, "-m", "iec62443_harness.cli", "rebuild", str(results.parent)],
+                             capture_output=True, text=True, timeout=60)
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     matrix = json.loads((results.parent / "matrix.json").read_text())
     assert matrix["run"]["complete"] is False

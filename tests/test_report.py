@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
-
-from harness.catalogue import FRS, load_catalogue
-from harness.errors import HarnessError
-from harness.evidence import redact
-from harness.report import (
+from iec62443_harness.catalogue import FRS, load_catalogue
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.evidence import redact
+from iec62443_harness.report import (
     MATRIX_SCHEMA,
     REPORT_FILES,
     ResultsWriter,
@@ -27,8 +25,9 @@ from harness.report import (
     summary_lines,
     write_reports,
 )
-from harness.report.__main__ import main
-from harness.verdicts import Outcome, Verdict
+from iec62443_harness.report.__main__ import main
+from iec62443_harness.verdicts import Outcome, Verdict
+from rich.console import Console
 
 SECRET = "pw-Zq8-report-test-only"  # registered with the redactor: must appear in no report file
 VERDICTS = {v.value for v in Verdict}
@@ -316,7 +315,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_cli_module_on_missing_dir(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness.report", str(tmp_path / "absent")], capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run([sys.executable, "-m", "iec62443_harness.cli", "rebuild", str(tmp_path / "absent")],
+                          capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "no run folder" in proc.stderr and "reports/" in proc.stderr

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.catalogue import FRS, TYPES, Row, catalogue_index, load_catalogue
-from harness.verdicts import Outcome, RowResult, Verdict, judge_row, rollup, sl_capability
+from iec62443_harness.catalogue import FRS, TYPES, Row, catalogue_index, load_catalogue
+from iec62443_harness.verdicts import Outcome, RowResult, Verdict, judge_row, rollup, sl_capability
 
 V = Verdict
 ALL = frozenset(TYPES)

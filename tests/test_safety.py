@@ -6,11 +6,10 @@ import threading
 import time
 
 import pytest
-
-from fixtures.safety import Guard, HarmHalted, Permission, Table
-from harness.outcomes import NotRun
-from harness.target import Safety, Writable
-from harness.verdicts import Verdict
+from iec62443_harness.fixtures.outcomes import NotRun
+from iec62443_harness.fixtures.safety import Guard, HarmHalted, Permission, Table
+from iec62443_harness.target import Safety, Writable
+from iec62443_harness.verdicts import Verdict
 
 WRITABLE = Writable(coils=[(0, 7)], holding_registers=[(100, 109), (200, 200)], can_ids=[(0x600, 0x67F)])
 

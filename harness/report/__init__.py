@@ -5,10 +5,10 @@
     print_summary(load_matrix(run_dir), run_dir)
 """
 
-from harness.report.matrix import MATRIX_SCHEMA, MATRIX_SCHEMA_VERSION, build_matrix
-from harness.report.render import REPORT_FILES, load_matrix, render_all, write_reports
-from harness.report.results import RESULTS_FILE, ResultsWriter, RunRecord, read_results
-from harness.report.summary import print_summary, summary_lines
+from iec62443_harness.report.matrix import MATRIX_SCHEMA, MATRIX_SCHEMA_VERSION, build_matrix
+from iec62443_harness.report.render import REPORT_FILES, load_matrix, render_all, write_reports
+from iec62443_harness.report.results import RESULTS_FILE, ResultsWriter, RunRecord, read_results
+from iec62443_harness.report.summary import print_summary, summary_lines
 
 __all__ = ["MATRIX_SCHEMA", "MATRIX_SCHEMA_VERSION", "REPORT_FILES", "RESULTS_FILE", "ResultsWriter", "RunRecord",
            "build_matrix", "load_matrix", "print_summary", "read_results", "render_all", "summary_lines",

@@ -1,4 +1,4 @@
-"""`python -m harness.report RUN_DIR`: rebuild every matrix file of a run from its results.jsonl."""
+"""`iec62443 rebuild RUN_DIR`: rebuild every matrix file of a run from its results.jsonl."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.report.render import load_matrix, write_reports
-from harness.report.results import RESULTS_FILE
-from harness.report.summary import print_summary
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.report.render import load_matrix, write_reports
+from iec62443_harness.report.results import RESULTS_FILE
+from iec62443_harness.report.summary import print_summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.report",
+        prog="iec62443 rebuild",
         description="Rebuild matrix.json/.csv/.md/.html and junit.xml of a run folder from its results.jsonl "
                     "and print the summary.")
     parser.add_argument("run_dir", type=Path, help="a run folder: reports/<target>/<run-id> or reports/<target>/latest")
     run_dir: Path = parser.parse_args(argv).run_dir
 
     def fail(message: str) -> int:
-        print(f"harness.report: {message}", file=sys.stderr)
+        print(f"iec62443 rebuild: {message}", file=sys.stderr)
         return 2
 
     if not run_dir.is_dir():

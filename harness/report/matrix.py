@@ -10,11 +10,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
-from harness.catalogue import CATALOGUE_FILE, FRS, TYPES, Row, load_catalogue
-from harness.errors import HarnessError
-from harness.report.results import RunRecord, Timing, now_iso, redact_all
-from harness.verdicts import Outcome, Verdict, rollup, sl_capability
+from iec62443_harness import __version__
+from iec62443_harness.catalogue import CATALOGUE_FILE, FRS, TYPES, Row, load_catalogue
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.report.results import RunRecord, Timing, now_iso, redact_all
+from iec62443_harness.verdicts import Outcome, Verdict, rollup, sl_capability
 
 MATRIX_SCHEMA = "iec62443-harness/matrix"
 MATRIX_SCHEMA_VERSION = 1

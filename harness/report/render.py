@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-
-from harness.catalogue import FRS
-from harness.errors import HarnessError
-from harness.report.matrix import FR_TITLES, LEVELS, NOT_REQUIRED, build_matrix
-from harness.report.results import RESULTS_FILE, read_results
-from harness.verdicts import Verdict
+from iec62443_harness.catalogue import FRS
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.report.matrix import FR_TITLES, LEVELS, NOT_REQUIRED, build_matrix
+from iec62443_harness.report.results import RESULTS_FILE, read_results
+from iec62443_harness.verdicts import Verdict
 
 REPORT_FILES = ("matrix.json", "matrix.csv", "matrix.md", "matrix.html", "junit.xml")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -232,4 +231,4 @@ def load_matrix(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"cannot read {path} ({exc}): rebuild it with python -m harness.report {run_dir}") from None
+        raise HarnessError(f"cannot read {path} ({exc}): rebuild it with iec62443 rebuild {run_dir}") from None

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
-from harness.errors import HarnessError
-from harness.evidence import redact
-from harness.verdicts import Outcome, Verdict
+from iec62443_harness import __version__
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.evidence import redact
+from iec62443_harness.verdicts import Outcome, Verdict
 
 RESULTS_SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"

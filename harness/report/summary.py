@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from iec62443_harness.catalogue import FRS
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-from harness.catalogue import FRS
 
 _STYLE = {"pass": "green", "fail": "bold red", "manual": "yellow", "compensated": "cyan", "error": "magenta",
           "not-run": "bright_black", "n/a": "dim", "not-tested": "white"}

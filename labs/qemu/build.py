@@ -1,6 +1,6 @@
 """Build the QEMU guest: a Debian kernel plus a busybox initramfs holding the emulated PLC.
 
-`python -m labs.qemu.build [--variant weak|hardened] [--force]` prints where the image is.
+`iec62443 qemu-build [--variant weak|hardened] [--force]` prints where the image is.
 
 Everything comes from Debian packages: the kernel package is fetched with `apt-get download` and unpacked
 with `dpkg -x` (never installed); busybox-static, OpenSSH (sshd), shadow's PAM-enabled `login`, PAM,
@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labs import LabError
+from iec62443_harness.labs import LabError
 
 HERE = Path(__file__).resolve().parent
 GUEST = HERE / "guest"
@@ -303,7 +303,7 @@ def _cpio(stage: Path, devices: dict[str, tuple[int, int]]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.qemu.build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="iec62443 qemu-build", description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, default="hardened",
                         help="profile to describe; one image serves both (the profile is chosen at boot)")
     parser.add_argument("--force", action="store_true", help="rebuild even if a cached image exists")

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-
-from labs import LabError
-from labs.process import die_with_parent
-from labs.qemu.build import ACCOUNTS, LOGIN_ACCOUNTS, Image, build, cpio_entry, cpio_trailer
-from labs.qemu.netns import GUEST_IP, GUEST_MAC, Zones
+from iec62443_harness.labs import LabError
+from iec62443_harness.labs.process import die_with_parent
+from iec62443_harness.labs.qemu.build import ACCOUNTS, LOGIN_ACCOUNTS, Image, build, cpio_entry, cpio_trailer
+from iec62443_harness.labs.qemu.netns import GUEST_IP, GUEST_MAC, Zones
 
 QEMU = "qemu-system-x86_64"
 PROFILES = ("weak", "hardened")

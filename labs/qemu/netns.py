@@ -22,7 +22,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from labs import LabError
+from iec62443_harness.labs import LabError
 
 GUEST_IP = "10.62.1.10"
 GUEST_MAC = "52:54:00:62:44:01"  # how the guest tells its zone NIC from the user-mode one

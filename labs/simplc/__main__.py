@@ -1,4 +1,4 @@
-"""`python -m labs.simplc --profile sl2`: run the emulated PLC in the foreground until Ctrl-C.
+"""`iec62443 simplc --profile sl2`: run the emulated PLC in the foreground until Ctrl-C.
 
 Options: `--fault NAME` (start with a fault), `--syslog HOST:PORT` (forward the audit log),
 `--ready-file PATH` (write the endpoints as JSON once every interface listens; the launcher waits for it),
@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from labs import LabError
-from labs.simplc.canbus import CanNode
-from labs.simplc.debug_service import serve_debug
-from labs.simplc.device import Device, provision_passwords
-from labs.simplc.faults import check_name, serve_control
-from labs.simplc.modbus import ModbusRtuLine, ModbusService, ModbusTcpServer
-from labs.simplc.profile import load_profile
+from iec62443_harness.labs import LabError
+from iec62443_harness.labs.simplc.canbus import CanNode
+from iec62443_harness.labs.simplc.debug_service import serve_debug
+from iec62443_harness.labs.simplc.device import Device, provision_passwords
+from iec62443_harness.labs.simplc.faults import check_name, serve_control
+from iec62443_harness.labs.simplc.modbus import ModbusRtuLine, ModbusService, ModbusTcpServer
+from iec62443_harness.labs.simplc.profile import load_profile
 
 HOST = "127.0.0.1"
 PORT_RANGE = (20000, 32000)
@@ -57,7 +57,7 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m labs.simplc", description="Run the emulated PLC.")
+    parser = argparse.ArgumentParser(prog="iec62443 simplc", description="Run the emulated PLC.")
     parser.add_argument("--profile", required=True, help="insecure, sl1 or sl2")
     parser.add_argument("--fault", help="start with this fault selected")
     parser.add_argument("--syslog", type=_host_port, help="forward audit records to this loopback HOST:PORT")
@@ -155,8 +155,8 @@ async def serve(args: argparse.Namespace) -> None:
         stack.callback(control.close)
 
         # The management side (part B) runs its own threads: start and stop it off the event loop.
-        from labs.simplc.console import serve_console
-        from labs.simplc.ssh import serve_ssh
+        from iec62443_harness.labs.simplc.console import serve_console
+        from iec62443_harness.labs.simplc.ssh import serve_ssh
 
         ssh = await loop.run_in_executor(None, lambda: open_port(
             "ssh", required.get("ssh"), preferred.get("ssh"), lambda port: serve_ssh(device, HOST, port)))

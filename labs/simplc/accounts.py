@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from labs import LabError
-from labs.simplc.audit import AuditLog
-from labs.simplc.profile import Profile
+from iec62443_harness.labs import LabError
+from iec62443_harness.labs.simplc.audit import AuditLog
+from iec62443_harness.labs.simplc.profile import Profile
 
 ROLES = ("viewer", "operator", "engineer", "admin")  # least to most privileged
 POLICY_KEYS = ("lockout_threshold", "lockout_unlock_s", "password_min_length", "password_classes",

@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from datetime import UTC, datetime
 
-from labs import LabError
+from iec62443_harness.labs import LabError
 
 MAX_ENTRIES = 10_000  # oldest records drop first: memory stays bounded under a login flood
 SEND_TIMEOUT_S = 0.2

@@ -38,12 +38,12 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from labs.simplc.device import Pty
-from labs.simplc.faults import SLOW_S
-from labs.simplc.image import ImageError
+from iec62443_harness.labs.simplc.device import Pty
+from iec62443_harness.labs.simplc.faults import SLOW_S
+from iec62443_harness.labs.simplc.image import ImageError
 
 if TYPE_CHECKING:
-    from labs.simplc.device import Device
+    from iec62443_harness.labs.simplc.device import Device
 
 NODE_ID = 5
 HEARTBEAT_ID, SDO_REQUEST_ID, SDO_REPLY_ID = 0x700 + NODE_ID, 0x600 + NODE_ID, 0x580 + NODE_ID

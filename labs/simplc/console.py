@@ -20,8 +20,8 @@ import threading
 import tty
 from typing import Any
 
-from labs.simplc.accounts import AuthResult
-from labs.simplc.shell import POLL_S, Terminal, interactive, setting
+from iec62443_harness.labs.simplc.accounts import AuthResult
+from iec62443_harness.labs.simplc.shell import POLL_S, Terminal, interactive, setting
 
 FAULTS = frozenset({"silent", "garbage", "slow", "reset"})
 PROMPT_TIMEOUT_S = 60.0  # an abandoned password prompt returns to the login prompt, like getty

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from labs.simplc.device import Device
+    from iec62443_harness.labs.simplc.device import Device
 
 SCAN_S = 0.1
 HIGH_SCANS, LOW_SCANS = 10, 20  # coil 0: 1 s on, 2 s off

@@ -12,10 +12,10 @@ import platform
 import socket
 from typing import TYPE_CHECKING
 
-from labs.simplc.image import ImageError
+from iec62443_harness.labs.simplc.image import ImageError
 
 if TYPE_CHECKING:
-    from labs.simplc.device import Device
+    from iec62443_harness.labs.simplc.device import Device
 
 BANNER = f"SimPLC debug monitor 0.9.4-dev (build 2019-07-12; Python {platform.python_version()})"
 IDLE_S = 30.0

@@ -17,10 +17,10 @@ import tty
 from dataclasses import fields
 from typing import Any
 
-from labs.simplc.control import ControlTask
-from labs.simplc.faults import FaultState
-from labs.simplc.image import ProcessImage
-from labs.simplc.profile import Profile
+from iec62443_harness.labs.simplc.control import ControlTask
+from iec62443_harness.labs.simplc.faults import FaultState
+from iec62443_harness.labs.simplc.image import ProcessImage
+from iec62443_harness.labs.simplc.profile import Profile
 
 # Profile fields that are not live settings: identity, the account list, firmware defects, and what is only
 # decided at start-up (whether the debug service exists).
@@ -49,9 +49,9 @@ def provision_passwords(profile: Profile, env: dict[str, str]) -> dict[str, str]
 class Device:
     def __init__(self, profile: Profile, passwords: dict[str, str], syslog: tuple[str, int] | None = None) -> None:
         # Imported here: the management side (accounts, audit, sessions) is a separate part of the lab.
-        from labs.simplc.accounts import Accounts
-        from labs.simplc.audit import AuditLog
-        from labs.simplc.sessions import Sessions
+        from iec62443_harness.labs.simplc.accounts import Accounts
+        from iec62443_harness.labs.simplc.audit import AuditLog
+        from iec62443_harness.labs.simplc.sessions import Sessions
 
         self.profile = profile
         self.image = ProcessImage()

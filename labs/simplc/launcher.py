@@ -1,6 +1,6 @@
 """Start the emulated PLC as a child process and hand back a `Running` (the contract in `labs/__init__.py`).
 
-`start()` runs `python -m labs.simplc` in its own process group with a private run directory (ready file,
+`start()` runs `iec62443 simplc` in its own process group with a private run directory (ready file,
 control socket, log), waits for the ready file, then proves that every interface answers: a Modbus TCP
 read, a Modbus RTU read, an SSH password login as admin, a CAN heartbeat, a console login prompt. Only
 then does it select the requested fault and return. `stop()` ends the whole process group (SIGTERM, then
@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from labs import LabError
-from labs.process import die_with_parent
-from labs.simplc.faults import NAMES as FAULT_NAMES
-from labs.simplc.profile import available, load_profile
+from iec62443_harness.labs import LabError
+from iec62443_harness.labs.process import die_with_parent
+from iec62443_harness.labs.simplc.faults import NAMES as FAULT_NAMES
+from iec62443_harness.labs.simplc.profile import available, load_profile
 
 READY_TIMEOUT_S = 10.0  # ready in well under 1 s here; leave room for a loaded 2-core machine
 CHECK_TIMEOUT_S = 3.0
@@ -89,8 +89,9 @@ class SimplcRunning:
         t0 = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix="simplc-"))
         ready, log = self._dir / "ready.json", self._dir / "device.log"
-        cmd = [sys.executable, "-m", "labs.simplc", "--profile", self.profile, "--ready-file", str(ready),
-               "--control", str(self._dir / "control.sock"), "--parent-pid", str(os.getpid())]
+        cmd = [sys.executable, "-m", "iec62443_harness.labs.simplc", "--profile", self.profile,
+               "--ready-file", str(ready), "--control", str(self._dir / "control.sock"),
+               "--parent-pid", str(os.getpid())]
         cmd += [a for name, port in self.ports.items() for a in ("--port", f"{name}={port}")]
         cmd += [a for name, port in (preferred or {}).items() if name not in self.ports
                 for a in ("--prefer", f"{name}={port}")]

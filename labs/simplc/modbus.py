@@ -42,15 +42,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pymodbus
+from iec62443_harness.labs.simplc.device import Pty
+from iec62443_harness.labs.simplc.faults import SLOW_S
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.device import ModbusControlBlock, ModbusDeviceIdentification
 
-from labs.simplc.device import Pty
-from labs.simplc.faults import SLOW_S
-
 if TYPE_CHECKING:
-    from labs.simplc.device import Device
+    from iec62443_harness.labs.simplc.device import Device
 
 UNIT = 1
 FIRMWARE = "2.3.1"

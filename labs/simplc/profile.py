@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from labs import LabError
+from iec62443_harness.labs import LabError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from labs.simplc.accounts import ROLES, AccountError
-from labs.simplc.sessions import Session, SessionLimitError
+from iec62443_harness.labs.simplc.accounts import ROLES, AccountError
+from iec62443_harness.labs.simplc.sessions import Session, SessionLimitError
 
 _VIEWER = frozenset({"whoami", "read", "config_show"})
 _OPERATOR = _VIEWER | {"write", "passwd"}

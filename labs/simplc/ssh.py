@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paramiko
+from iec62443_harness.labs.simplc.accounts import AuthResult
+from iec62443_harness.labs.simplc.shell import SLOW_S, Shell, Terminal, interactive, setting
 from paramiko.kex_group14 import KexGroup14SHA256
-
-from labs.simplc.accounts import AuthResult
-from labs.simplc.shell import SLOW_S, Shell, Terminal, interactive, setting
 
 SERVER_VERSION = "SSH-2.0-SimPLC_1.0"
 LOGIN_GRACE_S = 20.0

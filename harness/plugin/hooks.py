@@ -1,13 +1,17 @@
 """The pytest plugin's options and hooks: targets, catalogue markers, verdict recording, reports.
 
-Fixtures (what a test asks for: `target`, `modbus`, `ssh`, ...) live in `fixtures/plugin.py`; this
+Fixtures (what a test asks for: `target`, `modbus`, `ssh`, ...) live in `plugin/fixtures.py`; this
 module decides *which* tests run against *which* targets and interfaces, turns each test's outcome into
 a verdict the moment it ends, and writes the report folder.
+
+Nothing happens until a run names a target (`--target`, or the `iec62443_target` ini key): then the
+fixtures are registered, and a run given no test paths collects the shipped suites wherever it starts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import shlex
 import sys
@@ -16,23 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from harness import __version__
-from harness.catalogue import check_ids
-from harness.errors import HarnessError
-from harness.evidence import Evidence, redact
-from harness.outcomes import TargetUnavailable, VerdictOutcome
-from harness.target import (
-    DEFAULT_TARGET,
+from iec62443_harness import __version__
+from iec62443_harness.catalogue import check_ids
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.evidence import Evidence, redact
+from iec62443_harness.fixtures.outcomes import TargetUnavailable, VerdictOutcome
+from iec62443_harness.target import (
     INTERFACE_NAMES,
     TargetSpec,
     find_target_file,
     load_target,
     resolve_secret,
+    search_path,
 )
-from harness.verdicts import Outcome, Verdict
+from iec62443_harness.verdicts import Outcome, Verdict
 
-pytest_plugins = ["fixtures.plugin"]
+BACKSTOP_S = 900.0  # per-test time-out when none is configured: drivers time out long before, this catches bugs
 
 # Fixture name -> the interfaces a test using it runs over, when its marker gives no `over=`.
 FIXTURE_INTERFACES = {"modbus": ("modbus_tcp", "modbus_rtu"), "ssh": ("ssh",), "console": ("console",),
@@ -67,23 +70,32 @@ _RECORDED = pytest.StashKey[bool]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("iec62443", "IEC 62443-4-2 conformance harness")
     group.addoption("--target", action="append", default=[], metavar="NAME|PATH",
-                    help=f"target to test: targets/NAME.yaml or a path; repeatable (default: {DEFAULT_TARGET})")
+                    help="target to test: NAME (targets/NAME.yaml, or a shipped target) or a path; repeatable. "
+                         "Without it (and without the iec62443_target ini key) the plugin stays off")
+    group.addoption("--targets-dir", default=None, metavar="DIR",
+                    help="look up target names here first (default: ./targets, then the shipped targets)")
     group.addoption("--reports-dir", default="reports", metavar="DIR",
                     help="where reports/<target>/<run-id>/ are written (default: reports)")
     group.addoption("--run-id", default=None, help="name of the run folder (default: UTC time + random suffix)")
     group.addoption("--fuzz-examples", type=int, default=None, help="override every fuzz budget's examples")
     group.addoption("--fuzz-seconds", type=float, default=None, help="override every fuzz budget's seconds")
     group.addoption("--seed", type=int, default=None, help="seed for fuzz campaigns (printed and stored)")
+    parser.addini("iec62443_target", "target(s) to test when --target is not given", type="args", default=[])
+    parser.addini("iec62443_targets_dir", "folder where target names are looked up first", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    names = config.getoption("target") or config.getini("iec62443_target")
+    if not names:
+        return  # not asked for: other projects in this environment see no fixture, no hook doing anything
     config.addinivalue_line("markers", "judges(*ids, over=None): catalogue rows this test judges, and the "
                             "interfaces it runs over")
-    names = config.getoption("target") or [DEFAULT_TARGET]
+    search = search_path(config.getoption("targets_dir") or config.getini("iec62443_targets_dir") or None,
+                         config.invocation_params.dir)
     targets: dict[str, LoadedTarget] = {}
     try:
         for name in names:
-            path = find_target_file(name)
+            path = find_target_file(name, search)
             if path.stem in targets:
                 raise HarnessError(f"two targets named {path.stem!r} ({targets[path.stem].path} and {path}): "
                                    "reports are kept by name, so rename one of the files")
@@ -101,14 +113,32 @@ def pytest_configure(config: pytest.Config) -> None:
     now = dt.datetime.now(dt.UTC)
     run_id = config.getoption("run_id") or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+    config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
+    if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
+        # No test paths given and no testpaths configured (a lab's own folder, or a target path that moved
+        # pytest's rootdir away from this project's settings): run the shipped suites.
+        import iec62443_harness.conformance as suites
+
+        config.args = [str(Path(suites.__file__).parent)]
 
 
-def _state(config: pytest.Config) -> HarnessState:
-    return config.stash[STATE]
+def _state(config: pytest.Config) -> HarnessState | None:
+    return config.stash.get(STATE, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The per-test time-out backstop, also where this project's settings are not loaded (a lab's folder)."""
+    if _state(config) is None or config.getoption("timeout", None) or config.getini("timeout"):
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(BACKSTOP_S))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = _state(metafunc.config)
+    if state is None:
+        return
     if "_target" in metafunc.fixturenames:  # first, so ids read [target-interface]
         names = list(state.targets)
         metafunc.parametrize("_target", names, ids=names, indirect=True, scope="session")
@@ -155,6 +185,15 @@ def _rows(item: pytest.Item) -> tuple[str, ...]:
     return tuple(marker.args) if marker else ()
 
 
+def _test_id(item: pytest.Item) -> str:
+    """The test's id in results: `conformance/<module>::<test>[params]` wherever the suites were collected from
+    (a repo, site-packages, another rootdir), so runs on different machines merge and compare."""
+    path, _, rest = item.nodeid.partition("::")
+    if Path(str(item.path)).parent.name == "conformance":
+        path = f"conformance/{Path(path).name}"
+    return f"{path}::{rest}" if rest else path
+
+
 def _target_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("_target") if callspec else None
@@ -183,6 +222,8 @@ def _classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[V
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
+    if _state(item.config) is None:
+        return report
     _redact_report(report)
     rows = _rows(item)
     if not rows:
@@ -199,7 +240,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             verdict, reason, checklist = phases["teardown"]
         ev = item.stash.get(EVIDENCE, None)
         callspec = getattr(item, "callspec", None)
-        outcome = Outcome(test=item.nodeid, rows=rows, verdict=verdict, reason=reason,
+        outcome = Outcome(test=_test_id(item), rows=rows, verdict=verdict, reason=reason,
                           interface=callspec.params.get("interface") if callspec else None,
                           evidence=tuple(ev.lines()) if ev else (), checklist=checklist)
         duration = sum(d for d in item.stash.setdefault(_DURATIONS, []))  # setup + call + teardown
@@ -224,7 +265,7 @@ def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
     interface = callspec.params.get("interface") if callspec else None
     found = []
     for row in rows:
-        match = [cm.justification for cm in _state(item.config).targets[target].spec.countermeasures
+        match = [cm.justification for cm in item.config.stash[STATE].targets[target].spec.countermeasures
                  if row in cm.rows and (not cm.interfaces or interface in cm.interfaces)]
         if not match:
             return None
@@ -246,6 +287,7 @@ def _redact_report(report: pytest.TestReport) -> None:
 
 def _record(config: pytest.Config, target: str | None, outcome: Outcome, duration: float = 0.0) -> None:
     state = _state(config)
+    assert state is not None  # recorded only for judged tests, which exist only when the plugin is on
     names = [target] if target else list(state.targets)
     for name in names:
         loaded = state.targets[name]
@@ -257,9 +299,9 @@ def _record(config: pytest.Config, target: str | None, outcome: Outcome, duratio
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
     for item in items:
-        if _rows(item):
+        if _state(item.config) is not None and _rows(item):
             _record(item.config, _target_of(item),
-                    Outcome(item.nodeid, _rows(item), Verdict.NOT_RUN, "deselected on the command line"))
+                    Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, "deselected on the command line"))
 
 
 # --- the report folder
@@ -270,7 +312,7 @@ def _config_record(spec: TargetSpec) -> dict:
 
 
 def _open_reports(state: HarnessState, config: pytest.Config) -> None:
-    from harness.report.results import ResultsWriter, now_iso
+    from iec62443_harness.report.results import ResultsWriter, now_iso
 
     started = now_iso()
     for loaded in state.targets.values():
@@ -308,7 +350,7 @@ def _open_reports(state: HarnessState, config: pytest.Config) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
-    if session.config.option.collectonly:
+    if state is None or session.config.option.collectonly:
         return
     if any(_rows(item) for item in session.items) or state.pending:
         _open_reports(state, session.config)
@@ -316,13 +358,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
-    if not state.started:
+    if state is None or not state.started:
         return
-    from harness.report import write_reports
+    from iec62443_harness.report import write_reports
 
     unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)]
     for item in unreached:  # stopped early (-x, Ctrl-C, a crash): say so rather than "not tested"
-        _record(session.config, _target_of(item), Outcome(item.nodeid, _rows(item), Verdict.NOT_RUN,
+        _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN,
                                                           "not reached: the run stopped before this test"))
     for loaded in state.targets.values():
         loaded.writer.end(int(exitstatus), len(unreached))  # type: ignore[union-attr]
@@ -330,16 +372,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
         except (OSError, HarnessError) as exc:
             sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
-                             f"`python -m harness.report {loaded.run_dir}`\n")
+                             f"`iec62443 rebuild {loaded.run_dir}`\n")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
     state = _state(config)
-    if not state.started:
+    if state is None or not state.started:
         return
     import json
 
-    from harness.report.summary import summary_lines
+    from iec62443_harness.report.summary import summary_lines
 
     for loaded in state.targets.values():
         matrix_file = loaded.run_dir / "matrix.json"  # type: ignore[operator]
