@@ -34,10 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from iec62443_harness.evidence import Evidence  # noqa: E402
-from iec62443_harness.fixtures.drivers.modbus import mbap  # noqa: E402
 from iec62443_harness.fixtures.fuzz.campaign import Campaign  # noqa: E402
-from iec62443_harness.fixtures.fuzz.replay import open_channel  # noqa: E402
-from iec62443_harness.fixtures.safety import Guard  # noqa: E402
+from iec62443_harness.fixtures.links.modbus import mbap  # noqa: E402
 from iec62443_harness.fixtures.target import TargetRun  # noqa: E402
 from iec62443_harness.target import Budget, find_target_file, load_target  # noqa: E402
 
@@ -97,8 +95,7 @@ def random_loop(host: str, port: int, seconds: float, seed: int) -> float:
 def no_reply_rate(run: TargetRun, seconds: float, seed: int) -> tuple[float, float]:
     """(cases a second, share without a reply) for frames the device ignores (protocol id 1)."""
     rnd = random.Random(seed)
-    spec = run.spec
-    channel = open_channel(spec, "modbus_tcp", Evidence(), Guard(spec.safety, "modbus_tcp"))
+    channel = run.channel("modbus_tcp", Evidence())
     sent = silent = 0
     start = time.monotonic()
     try:

@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support is in the tree, not installed
 
 from iec62443_harness.evidence import Evidence  # noqa: E402
-from iec62443_harness.fixtures.drivers.modbus import ModbusDriver, mbap  # noqa: E402
-from iec62443_harness.fixtures.safety import Guard  # noqa: E402
-from iec62443_harness.target import ModbusTcp, Safety, Timeouts  # noqa: E402
+from iec62443_harness.fixtures.links.modbus import mbap  # noqa: E402
+from iec62443_harness.fixtures.registry import Registry  # noqa: E402
+from iec62443_harness.target import Identity, Interfaces, ModbusTcp, Safety, TargetSpec, Timeouts  # noqa: E402
 
 from tests.support import end_process, free_port  # noqa: E402
 
@@ -82,7 +82,10 @@ def main() -> None:
     try:
         wait_ready(port)
         iface = ModbusTcp(host="127.0.0.1", port=port, timeouts=Timeouts(connect_s=1.0, reply_s=1.0))
-        driver = ModbusDriver(iface, Evidence(), Guard(Safety(max_rate_per_s=1e9), "modbus_tcp"))
+        spec = TargetSpec(identity=Identity(vendor="bench", model="bench", firmware="1"),
+                          component_type="embedded_device", security_level=1,
+                          interfaces=Interfaces(modbus_tcp=iface), safety=Safety(max_rate_per_s=1e9))
+        driver = Registry(spec).driver("modbus_tcp", Evidence())
         frame = mbap(1, 1, READ_10)
         silent = mbap(2, 1, READ_10, length=200)
         answered = mbap(3, 1, READ_10)

@@ -33,7 +33,7 @@ from iec62443_harness.fixtures.canopen import DOWNLOADED, is_abort, sdo_download
 from iec62443_harness.fixtures.drivers.errors import DeviceTimeout
 from iec62443_harness.fixtures.drivers.modbus import EXCEPTION_NAMES, ModbusExceptionReply
 from iec62443_harness.fixtures.login import accepted
-from iec62443_harness.fixtures.outcomes import manual, not_applicable, not_run
+from iec62443_harness.fixtures.outcomes import inconclusive, manual, not_applicable, not_run
 from iec62443_harness.fixtures.roles import (
     HARMLESS,
     ROLE_CHECKLIST,
@@ -42,6 +42,7 @@ from iec62443_harness.fixtures.roles import (
     role_table,
     temporary_user,
 )
+from iec62443_harness.fixtures.shell import CHANGES
 from iec62443_harness.fixtures.target import Credentials
 
 # --- accounts to exercise the declared table
@@ -70,7 +71,7 @@ def check_account(target, shell, creds: Credentials, operations: list[str], evid
         if admin is not None:
             shell.run(admin, "user_del", user=args["user"])
     if "passwd" in done and not accepted(shell.ssh.try_login(creds.username, creds.password)):
-        raise RuntimeError(f"{creds.username} no longer logs in with its password after `passwd` with a wrong "
+        inconclusive(f"{creds.username} no longer logs in with its password after `passwd` with a wrong "
                            "current password: the device changed it anyway; restore the account by hand")
     evidence.add("check", f"{creds.username} ({creds.role}): ran {', '.join(done) or 'nothing'}; refused "
                           f"{', '.join(refused) or 'nothing'}")
@@ -90,6 +91,13 @@ def test_shell_enforces_the_role_table(target, shell, evidence):
     roles = role_table(target)
     commands = target.spec.shell.commands
     operations = [op for op in HARMLESS if op in commands]
+    if not target.spec.safety.allow_config_changes:  # even with harmless arguments: only where the file allows
+        held_back = [op for op in operations if op in CHANGES]
+        operations = [op for op in operations if op not in CHANGES]
+        if held_back:
+            evidence.add("check", f"not exercised without safety.allow_config_changes: {', '.join(held_back)}")
+        if not operations:
+            not_run("every declared operation changes the device, and safety.allow_config_changes is false")
     untested = sorted(set(commands) - set(operations) - {"write"})
     undeclared = sorted({op for ops in roles.values() for op in ops} - set(commands))
     if untested:
@@ -104,6 +112,10 @@ def test_shell_enforces_the_role_table(target, shell, evidence):
         evidence.add("check", f"roles with no declared normal account, not exercised: {', '.join(unexercised)}")
     wrong = [w for creds in accounts for w in check_account(target, shell, creds, operations, evidence)]
     assert not wrong, f"the shell departs from the declared roles: {'; '.join(wrong)}"
+    if all(set(operations) <= roles[c.role] for c in accounts):
+        manual("every exercised account's role may run every exercised operation, so no refusal could be "
+               "observed: enforcement was not seen (declare a less privileged role and an account with it)",
+               ROLE_CHECKLIST)
 
 
 @pytest.mark.judges("CR 2.1", "CR 2.1 RE(2)", over=["ssh"])
@@ -121,6 +133,7 @@ def test_shell_writes_follow_the_role_table(target, shell, evidence):
 
 @pytest.mark.judges("CR 2.1 RE(2)", over=["ssh"])
 def test_administrator_assigns_a_role(target, shell, ssh, evidence):
+    target.guard("ssh").require("config_changes")  # adds and removes a user
     roles = role_table(target)
     operations = [op for op in HARMLESS if op in target.spec.shell.commands]
     with temporary_user(target, shell, evidence) as creds:
@@ -187,7 +200,7 @@ def test_can_write_needs_authorization(target, can_bus, evidence):
                             "taken is unknown; check the node and the bus")
     confirmed = len(reply.data) >= 1 and reply.data[0] == DOWNLOADED
     if not (confirmed or is_abort(reply)):
-        raise RuntimeError(f"can SDO download to 0x{index:04x} answered {show(reply)}: neither a confirmation nor an "
+        inconclusive(f"can SDO download to 0x{index:04x} answered {show(reply)}: neither a confirmation nor an "
                            "abort, so inconclusive")
     assert not confirmed, (
         f"CAN node {node} confirms a write to object 0x{index:04x} from a node that never authenticated: no "

@@ -41,6 +41,7 @@ def test_administrator_ends_a_session(target, ssh, shell, evidence):
         "Open a remote session as an ordinary user.",
         "As an administrator, find that session and end it (management tool, web UI, command).",
         "Confirm the session is closed at once and cannot be used any more, and that the kill is audited."])
+    target.guard("ssh").require("config_changes")  # ending a session changes the device: asked before any byte
     admin = allowed_account(target, "session_kill")
     if admin is None:
         not_run("no declared normal account may end sessions (session_kill in policies.roles)")

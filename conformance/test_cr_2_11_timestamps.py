@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 from iec62443_harness.fixtures.audit import FAILURE, LOGIN, SUCCESS, AuditTrail
 from iec62443_harness.fixtures.login import accepted
-from iec62443_harness.fixtures.outcomes import manual, not_run
+from iec62443_harness.fixtures.outcomes import inconclusive, manual, not_run
 from iec62443_harness.fixtures.roles import allowed_account
 
 TOLERANCE_S = 2.0
@@ -41,7 +41,7 @@ def login_offsets(target, shell, ssh, evidence) -> list[tuple[str, float | None]
     result = ssh.try_login(creds.username, creds.password)
     after = time.time()
     if not accepted(result):
-        raise RuntimeError(f"{creds.username} cannot log in ({result.outcome}): check the account")
+        inconclusive(f"{creds.username} cannot log in ({result.outcome}): check the account")
     records = trail.find(mark, creds.username, LOGIN, SUCCESS, exclude=FAILURE, every_channel=True)
     if not records:
         not_run(f"no audit record of the login of {creds.username} in {trail.where}, so no timestamp to check "

@@ -7,18 +7,21 @@ exception codes 01-0B, exactly two bytes; CiA 301 SDO abort codes) or not at all
 stack trace, source path, exception name, runtime or version), and must leave the device answering. Then
 a short fuzz campaign (an eighth of the interface's fuzz budget; needs `safety.allow_fuzzing`) judges every
 error reply the same way. Over ssh, malformed management commands given by an ordinary account must get
-error messages that reveal nothing either.
+error messages that reveal nothing either: commands no device has, and each read-only command the target
+file declares (`shell.commands`) with malformed arguments. The directed requests are malformed frames:
+they are sent only with `safety.allow_fuzzing`, checked before the first byte.
 Not exercised: whether errors are logged for the operator (CR 2.8 judges audit events).
 """
 
 from __future__ import annotations
 
 import pytest
-from iec62443_harness.fixtures.drivers.modbus import mbap, rtu_frame
 from iec62443_harness.fixtures.fuzz.campaign import Campaign, budget_for, seed_for
-from iec62443_harness.fixtures.fuzz.replay import BAD_REPLY, leak, open_channel
+from iec62443_harness.fixtures.fuzz.channels import BAD_REPLY, leak
 from iec62443_harness.fixtures.fuzz.strategies import CanFrame
+from iec62443_harness.fixtures.links.modbus import PROBE_PDU, mbap, rtu_frame
 from iec62443_harness.fixtures.sessions import ordinary_account
+from iec62443_harness.fixtures.shell import CHANGES
 from iec62443_harness.target import Budget
 
 MODBUS_ERRORS = {  # request PDU -> the error path it takes
@@ -39,8 +42,10 @@ SDO_ERRORS = {  # data to 0x600+node -> the error path it takes (no download: no
     "4000200000": "upload request of 5 bytes",
     "e000200000000000": "reserved command specifier 7",
 }
-SHELL_ERRORS = ("nosuchcommand", "read", "read hr 99999 1", "read xx yy zz", "audit show -1", "config set",
-                "%s%s%s%n", "A" * 300, "\x1b[6n\x07")
+ANY_SHELL = ("no-such-command-7f3a", "%s%s%s%n", "A" * 300, "\x1b[6n\x07")  # wrong on every device
+# For a declared command's placeholders: values no argument takes (a missing argument or a large number may
+# well be valid, e.g. "show everything", and then the output is data, not an error message).
+BAD_ARGUMENTS = ("-1", "%n%n", "x" * 200, "'\"")
 FUZZ_SHARE = 8  # the reply-judging campaign gets 1/FUZZ_SHARE of the interface's fuzz budget
 
 
@@ -53,15 +58,16 @@ def _directed(target, interface: str) -> dict[bytes | CanFrame, str]:  # type: i
     if interface == "modbus_rtu":
         return {rtu_frame(unit, bytes.fromhex(pdu)): why for pdu, why in MODBUS_ERRORS.items()}
     cases = {mbap(i + 1, unit, bytes.fromhex(pdu)): why for i, (pdu, why) in enumerate(MODBUS_ERRORS.items())}
-    cases[mbap(len(cases) + 1, OTHER_UNIT, bytes.fromhex("0300000001"))] = f"read addressed to unit {OTHER_UNIT}"
+    cases[mbap(len(cases) + 1, OTHER_UNIT, PROBE_PDU)] = f"read addressed to unit {OTHER_UNIT}"
     return cases
 
 
 @pytest.mark.judges("CR 3.7", over=["modbus_tcp", "modbus_rtu", "can"])
 def test_error_replies_are_protocol_errors_that_reveal_nothing(target, interface, evidence, request):
+    target.guard(interface).require("fuzzing")  # malformed requests: never a byte without the permission
     target.require(interface)
     problems: list[str] = []
-    channel = open_channel(target.spec, interface, evidence, target.guard(interface), replies=True)
+    channel = target.channel(interface, evidence, replies=True)
     try:
         for case, why in _directed(target, interface).items():
             sent = channel.ask(case)
@@ -91,7 +97,7 @@ def test_shell_errors_reveal_nothing(target, ssh, evidence):
     creds = ordinary_account(target)
     leaks = []
     with ssh.session(creds.username, creds.password) as session:
-        for command in SHELL_ERRORS:
+        for command in (*ANY_SHELL, *_malformed_commands(target)):
             result = session.run(command)
             found = leak(result.output.encode("utf-8", "replace"), command.encode())
             evidence.add("check", f"{command[:40]!r} -> exit {result.exit_status}: {result.output[:160]!r}"
@@ -99,3 +105,19 @@ def test_shell_errors_reveal_nothing(target, ssh, evidence):
             if found:
                 leaks.append(f"{command[:40]!r} reveals {found!r}")
     assert not leaks, "management shell error messages reveal internals: " + "; ".join(leaks)
+
+
+def _malformed_commands(target) -> list[str]:  # type: ignore[no-untyped-def]
+    """Each declared command that changes nothing, with every placeholder filled by malformed values: error
+    paths of this device's own grammar, from its target file."""
+    import string
+
+    commands = []
+    for operation, template in target.spec.shell.commands.items():
+        if operation in CHANGES or operation == "write":
+            continue
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        if not fields:
+            continue
+        commands += [template.format(**dict.fromkeys(fields, bad)) for bad in BAD_ARGUMENTS]
+    return list(dict.fromkeys(commands))

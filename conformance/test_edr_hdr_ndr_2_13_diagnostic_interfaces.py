@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from iec62443_harness.fixtures.outcomes import manual, not_run
+from iec62443_harness.fixtures.outcomes import inconclusive, manual, not_run
 from iec62443_harness.fixtures.sessions import ordinary_account
 
 PROBE_OPERATIONS = ("config_show", "whoami")
@@ -32,7 +32,7 @@ def test_console_needs_a_login(target, console, evidence):
     creds = ordinary_account(target)
     login = console.login(creds.username, creds.password)
     if login.outcome != "accepted":
-        raise RuntimeError(f"{creds.username} cannot log in on the console ({login.outcome}): check the account")
+        inconclusive(f"{creds.username} cannot log in on the console ({login.outcome}): check the account")
     reference = console.run(command)
     console.logout()
     shown = [ln.strip() for ln in reference.splitlines() if ln.strip() and ln.strip() != command]

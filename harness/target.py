@@ -107,7 +107,9 @@ class Can(Strict):
 class Ssh(Strict):
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
-    host_key_fingerprint: str | None = Field(None, description="SHA256:... ; pinned when given")
+    host_key_fingerprint: str | list[str] | None = Field(
+        None, description="SHA256:... (or a list: one per host key the server has); pinned when given: a mismatch "
+        "stops every test over ssh before a credential, a fuzz case or a storm is sent")
     timeouts: Timeouts = Timeouts()
 
 
@@ -231,6 +233,8 @@ class Policies(Strict):
     session: SessionPolicy = SessionPolicy()
     banner: str | None = Field(None, description="notice expected before authentication (CR 1.12)")
     roles: dict[str, list[str]] = Field(default_factory=dict, description="role -> operations it may do")
+    administrator_role: str = Field("admin", description="the role that may do everything (adds users, unlocks "
+                                    "accounts, ends sessions): the suites act as an account with it for set-up")
     forced_initial_password_change: bool = False
     multifactor: bool = False
     default_credentials: list[KnownCredential] = Field(
@@ -387,6 +391,10 @@ class TargetSpec(Strict):
             if self.policies.roles and account.role not in self.policies.roles:
                 raise ValueError(f"account {account.username!r} has role {account.role!r}, which "
                                  f"policies.roles does not define (defined: {', '.join(self.policies.roles)})")
+        admin_role = self.policies.administrator_role
+        if self.policies.roles and admin_role not in self.policies.roles:
+            raise ValueError(f"policies.administrator_role is {admin_role!r}, which policies.roles does not define "
+                             f"(defined: {', '.join(self.policies.roles)})")
         unlock = self.policies.lockout.admin_unlock if self.policies.lockout else None
         if unlock and unlock not in self.shell.commands:
             raise ValueError(f"policies.lockout.admin_unlock names {unlock!r}, which shell.commands does not "

@@ -8,8 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from iec62443_harness.catalogue import FRS, Row
+
+if TYPE_CHECKING:
+    from iec62443_harness.target import Countermeasure
 
 
 class Verdict(StrEnum):
@@ -54,6 +58,22 @@ class RowResult:
     tests: tuple[Outcome, ...] = field(default_factory=tuple)
 
 
+def countermeasure_map(countermeasures: Iterable[Countermeasure]) -> dict[str, str]:
+    """A target file's countermeasures as the rollup reads them: 'row id|interface' -> justification."""
+    found: dict[str, str] = {}
+    for cm in countermeasures:
+        for row in cm.rows:
+            for iface in cm.interfaces:
+                found.setdefault(f"{row}|{iface}", cm.justification)
+    return found
+
+
+def compensation(row_id: str, interface: str | None, countermeasures: Mapping[str, str]) -> str | None:
+    """The justification that turns a FAIL of `row_id` over `interface` into COMPENSATED, if any. The one place
+    that decides it: the rollup, the plugin's terminal display and every report ask here."""
+    return (countermeasures.get(f"{row_id}|{interface}") if interface else None) or countermeasures.get(row_id)
+
+
 def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
               countermeasures: Mapping[str, str] | None = None) -> RowResult:
     """The verdict of one row from the outcomes of the tests that judge it.
@@ -73,7 +93,7 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
     cms = countermeasures or {}
     adjusted, observed, justifications = [], {}, {}  # dicts: ordered sets
     for out in outs:
-        justification = (cms.get(f"{row.id}|{out.interface}") if out.interface else None) or cms.get(row.id)
+        justification = compensation(row.id, out.interface, cms)
         if out.verdict is Verdict.FAIL and justification:
             observed[out.reason] = justifications[justification] = None
             seen = f"{out.reason}; " if out.reason else ""

@@ -24,7 +24,8 @@ from iec62443_harness.fixtures.drivers.errors import (
     InterfaceUnavailable,
     ProtocolViolation,
 )
-from iec62443_harness.fixtures.drivers.modbus import ModbusDriver, ModbusExceptionReply, crc16, mbap, rtu_frame
+from iec62443_harness.fixtures.drivers.modbus import ModbusDriver, ModbusExceptionReply
+from iec62443_harness.fixtures.links.modbus import crc16, mbap, rtu_frame
 from iec62443_harness.fixtures.outcomes import NotRun
 from iec62443_harness.fixtures.safety import Guard
 from iec62443_harness.target import ModbusRtu, ModbusTcp, Safety, Timeouts, Writable

@@ -18,6 +18,7 @@ from iec62443_harness.fixtures.drivers.errors import ConnectionLost, DeviceTimeo
 from iec62443_harness.fixtures.drivers.modbus import ModbusDriver
 from iec62443_harness.fixtures.drivers.ssh import SshDriver
 from iec62443_harness.fixtures.monitor import monitor_for
+from iec62443_harness.fixtures.registry import Registry
 from iec62443_harness.fixtures.safety import Guard
 from iec62443_harness.target import TargetSpec, find_target_file, load_target
 
@@ -124,7 +125,7 @@ def test_monitor_sees_a_stalled_control_task_within_its_period(device) -> None:
     ef = spec.essential_function
     ev = Evidence()
     guard = Guard(spec.safety, "modbus_tcp")
-    with monitor_for(spec, ev, [guard], attacked="modbus_tcp") as mon:
+    with monitor_for(Registry(spec), ev, [guard], attacked="modbus_tcp") as mon:
         mon.wait_baseline()
         running.set_fault("stall")
         stalled = time.monotonic()

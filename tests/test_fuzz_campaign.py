@@ -17,8 +17,9 @@ import pytest
 from iec62443_harness.evidence import Evidence
 from iec62443_harness.fixtures.fuzz import campaign as campaign_module
 from iec62443_harness.fixtures.fuzz.campaign import Campaign, budget_for, seed_for
-from iec62443_harness.fixtures.fuzz.replay import BAD_REPLY, FUNCTION, STOPPED, Channel, Sent
+from iec62443_harness.fixtures.fuzz.channels import BAD_REPLY, FUNCTION, STOPPED, Channel, Sent
 from iec62443_harness.fixtures.outcomes import NotRun
+from iec62443_harness.fixtures.registry import Registry
 from iec62443_harness.fixtures.target import TargetRun
 from iec62443_harness.target import Budget, find_target_file, load_target
 
@@ -57,7 +58,7 @@ class FakeChannel(Channel):
     interface = "modbus_tcp"
 
     def __init__(self, device: FakeDevice) -> None:
-        super().__init__(Evidence(), None, replies=False)  # type: ignore[arg-type]
+        super().__init__(None, "modbus_tcp", Evidence(), None, replies=False)  # type: ignore[arg-type]
         self.device = device
 
     def send(self, case):  # type: ignore[no-untyped-def]
@@ -104,17 +105,20 @@ def fake(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
     def make(defect: str):  # type: ignore[no-untyped-def]
         device = FakeDevice(defect)
-        target = SimpleNamespace(name="sim-plc", path=path, spec=load_target(path), emulator=object(), health=None,
-                                 recoveries=0)
+        spec = load_target(path)
+        target = SimpleNamespace(name="sim-plc", path=path, spec=spec, registry=Registry(spec), emulator=object(),
+                                 health=None, recoveries=0)
+        target.guard = lambda interface, fresh=False: target.registry.guard(interface)
+        target.channel = lambda *a, **k: FakeChannel(device)
 
         def recover() -> None:
             target.recoveries += 1
             device.dead = device.stalled = False
 
         target._recover = recover
-        monkeypatch.setattr(campaign_module, "open_channel", lambda *a, **k: FakeChannel(device))
         monkeypatch.setattr(campaign_module, "Watch", lambda *a, **k: FakeWatch(device))
-        monkeypatch.setattr(iec62443_harness.fixtures.health, "liveness", lambda spec, timeout=1.0: (True, "answers"))
+        monkeypatch.setattr(campaign_module, "ready_for_attack", lambda *a, **k: None)
+        monkeypatch.setattr(iec62443_harness.fixtures.health, "liveness", lambda registry, timeout=1.0: (True, "ok"))
         return target, device
 
     return make
@@ -137,7 +141,7 @@ def test_fuzzing_not_allowed_by_the_target_file_is_not_run() -> None:
     path = find_target_file("sim-plc")
     spec = load_target(path)
     spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"allow_fuzzing": False})})
-    target = SimpleNamespace(name="x", path=path, spec=spec, emulator=None)
+    target = SimpleNamespace(name="x", path=path, spec=spec, emulator=None, registry=Registry(spec))
     with pytest.raises(NotRun, match="allow_fuzzing"):
         Campaign(target, "modbus_tcp", Evidence(), budget=Budget(examples=1, seconds=1), seed=1).run()
 

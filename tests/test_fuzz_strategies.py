@@ -8,7 +8,6 @@ import struct
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from iec62443_harness.fixtures.drivers.modbus import crc16 as driver_crc16
 from iec62443_harness.fixtures.fuzz.strategies import (
     GENOME_MAX,
     GROUPS,
@@ -29,6 +28,7 @@ from iec62443_harness.fixtures.fuzz.strategies import (
     parse_case,
     ssh_preauth_inputs,
 )
+from iec62443_harness.fixtures.links.modbus import crc16 as driver_crc16
 
 COILS, REGISTERS = [(100, 199)], [(100, 109), (500, 500)]
 MANY = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from iec62443_harness.fixtures.health import TargetHealth, liveness
 from iec62443_harness.fixtures.outcomes import TargetUnavailable
+from iec62443_harness.fixtures.registry import Registry
 from iec62443_harness.target import TargetSpec
 
 from tests.support import ModbusLab, Ticker, free_port
@@ -90,7 +91,7 @@ def line_server(request: pytest.FixtureRequest) -> Iterator[LineServer]:
 
 def timed(target: TargetSpec, timeout: float = 0.5) -> tuple[bool, str, float]:
     start = time.monotonic()
-    alive, why = liveness(target, timeout)
+    alive, why = liveness(Registry(target), timeout)
     return alive, why, time.monotonic() - start
 
 
@@ -154,14 +155,14 @@ def test_a_silent_can_bus_is_dead() -> None:
 
 
 def test_no_interface_at_all_is_not_alive() -> None:
-    assert liveness(spec({})) == (False, "the target declares no interface to check")
+    assert liveness(Registry(spec({}))) == (False, "the target declares no interface to check")
 
 
 # --- the life cycle before each test
 
 
 def test_a_live_target_passes_before_test(lab: ModbusLab) -> None:
-    health = TargetHealth(modbus_spec(lab.port))
+    health = TargetHealth(Registry(modbus_spec(lab.port)))
     for _ in range(3):
         health.before_test()
     assert health.events == [] and health.dead is None
@@ -173,7 +174,7 @@ def test_a_recovered_target_continues(lab: ModbusLab) -> None:
     def restart() -> None:
         revived.append(ModbusLab(port=lab.port).start())
 
-    health = TargetHealth(modbus_spec(lab.port, wait_s=3.0), restart)
+    health = TargetHealth(Registry(modbus_spec(lab.port, wait_s=3.0)), restart)
     try:
         health.before_test()
         lab.kill()
@@ -203,11 +204,11 @@ def test_a_recovery_that_moves_the_target_is_followed(lab: ModbusLab) -> None:
         moved.append(ModbusLab().start())
         return modbus_spec(moved[0].port)
 
-    health = TargetHealth(modbus_spec(lab.port), restart)
+    health = TargetHealth(Registry(modbus_spec(lab.port)), restart)
     try:
         lab.kill()
         health.before_test()
-        assert health.spec.interfaces.modbus_tcp.port == moved[0].port
+        assert health.registry.spec.interfaces.modbus_tcp.port == moved[0].port
     finally:
         for server in moved:
             server.stop()
@@ -225,7 +226,7 @@ def test_a_dead_target_fails_fast_after_one_recovery(recover: Any, reason: str) 
         calls.append(1)
         recover()
 
-    health = TargetHealth(modbus_spec(free_port(), wait_s=0.5), counted if recover else None)
+    health = TargetHealth(Registry(modbus_spec(free_port(), wait_s=0.5)), counted if recover else None)
     with pytest.raises(TargetUnavailable, match=reason):
         health.before_test()
     start = time.monotonic()
@@ -244,7 +245,7 @@ def test_a_dead_target_fails_fast_after_one_recovery(recover: Any, reason: str) 
 ], ids=["fails", "hangs", "succeeds but the target stays gone"])
 def test_recovery_command_of_the_target_file(code: str, timeout: float, reason: str) -> None:
     command = shlex.join([sys.executable, "-c", code])
-    health = TargetHealth(modbus_spec(free_port(), command=command), command_timeout_s=timeout)
+    health = TargetHealth(Registry(modbus_spec(free_port(), command=command)), command_timeout_s=timeout)
     start = time.monotonic()
     with pytest.raises(TargetUnavailable, match=reason):
         health.before_test()

@@ -94,3 +94,22 @@ def test_suite_module_names_follow_their_requirement(path: Path) -> None:
 def test_the_core_imports_no_pytest(path: Path) -> None:
     ours = {n.split(".")[0] for n in _imports(path)}
     assert not ours & {"pytest", "_pytest"}, f"{path} imports pytest: the core must stay usable without it"
+
+
+BUILDERS = {"Guard", "RateBucket", "ModbusDriver", "SshDriver", "ConsoleDriver", "CanDriver", "ModbusChannel",
+            "CanChannel", "ConsoleChannel", "SshChannel"}
+MAY_BUILD = {"fixtures/registry.py", "fixtures/fuzz/channels.py",  # the registry, and the channel table it uses
+             "fixtures/safety.py"}  # a guard's private bucket, for unit tests only
+
+
+@pytest.mark.parametrize("path", [p for folder in ("harness", "fixtures", "conformance", "benchmarks")
+                                  for p in sorted((ROOT / folder).rglob("*.py"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_registry_builds_drivers_and_guards(path: Path) -> None:
+    """One place maps an interface to its code and owns the rate buckets: a driver or guard built elsewhere
+    would pace through a bucket of its own and break the per-interface cap."""
+    if str(path.relative_to(ROOT)) in MAY_BUILD:
+        return
+    built = sorted({node.func.id for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in BUILDERS})
+    assert not built, f"{path.relative_to(ROOT)} builds {', '.join(built)} itself: ask the target's registry"

@@ -20,6 +20,7 @@ from iec62443_harness.fixtures.monitor import (
     judge,
     monitor_for,
 )
+from iec62443_harness.fixtures.registry import Registry
 from iec62443_harness.fixtures.safety import Guard, HarmHalted
 from iec62443_harness.target import (
     CanHeartbeat,
@@ -409,7 +410,7 @@ def spec_for(port: int, signal: Any = COIL, max_gap_s: float = 0.45, jitter_s: f
 @pytest.mark.parametrize("signal", [COIL, COUNTER], ids=["coil", "counter"])
 def test_monitor_sees_a_live_pymodbus_device(lab: ModbusLab, signal: Any) -> None:
     evidence = Evidence()
-    with monitor_for(spec_for(lab.port, signal), evidence, attacked="can") as mon:
+    with monitor_for(Registry(spec_for(lab.port, signal)), evidence, attacked="can") as mon:
         mon.wait_baseline()
         time.sleep(1.5)
     mon.check()
@@ -419,7 +420,7 @@ def test_monitor_sees_a_live_pymodbus_device(lab: ModbusLab, signal: Any) -> Non
 
 def test_monitor_detects_a_stalled_control_task_and_halts(lab: ModbusLab) -> None:
     guard = Guard(Safety(), "modbus_tcp")
-    with monitor_for(spec_for(lab.port), Evidence(), [guard], attacked="modbus_rtu") as mon:
+    with monitor_for(Registry(spec_for(lab.port)), Evidence(), [guard], attacked="modbus_rtu") as mon:
         mon.wait_baseline()
         lab.stall()
         stalled = time.monotonic()
@@ -436,7 +437,7 @@ def test_monitor_detects_a_stalled_control_task_and_halts(lab: ModbusLab) -> Non
 
 def test_monitor_detects_a_killed_device(lab: ModbusLab) -> None:
     guard = Guard(Safety(), "modbus_tcp")
-    with monitor_for(spec_for(lab.port), Evidence(), [guard]) as mon:
+    with monitor_for(Registry(spec_for(lab.port)), Evidence(), [guard]) as mon:
         mon.wait_baseline()
         lab.kill()
         killed = time.monotonic()
@@ -447,7 +448,7 @@ def test_monitor_detects_a_killed_device(lab: ModbusLab) -> None:
 
 
 def test_monitor_reconnects_to_a_restarted_device(lab: ModbusLab) -> None:
-    with monitor_for(spec_for(lab.port, max_gap_s=1.5), Evidence()) as mon:
+    with monitor_for(Registry(spec_for(lab.port, max_gap_s=1.5)), Evidence()) as mon:
         mon.wait_baseline()
         lab.kill()
         time.sleep(0.1)
@@ -466,20 +467,20 @@ def test_monitor_for_watches_a_channel_not_under_attack() -> None:
     target = spec_for(0, interfaces=interfaces, via="modbus_rtu")
     target = target.model_copy(update={"essential_function": target.essential_function.model_copy(
         update={"via": ["modbus_rtu", "modbus_tcp"]})})
-    assert monitor_for(target, Evidence(), attacked="modbus_tcp").via == "modbus_rtu"
-    assert monitor_for(target, Evidence(), attacked=["modbus_rtu", "can"]).via == "modbus_tcp"
+    assert monitor_for(Registry(target), Evidence(), attacked="modbus_tcp").via == "modbus_rtu"
+    assert monitor_for(Registry(target), Evidence(), attacked=["modbus_rtu", "can"]).via == "modbus_tcp"
     evidence = Evidence()
-    assert monitor_for(target, evidence, attacked=["modbus_rtu", "modbus_tcp"]).via == "modbus_rtu"
+    assert monitor_for(Registry(target), evidence, attacked=["modbus_rtu", "modbus_tcp"]).via == "modbus_rtu"
     assert "every channel of the essential function is under attack" in evidence.lines()[0]
 
 
 def test_monitor_for_refuses_what_it_cannot_watch() -> None:
     target = spec_for(1502)
     with pytest.raises(HarnessError, match="declares no essential_function"):
-        monitor_for(target.model_copy(update={"essential_function": None}), Evidence())
+        monitor_for(Registry(target.model_copy(update={"essential_function": None})), Evidence())
     heartbeat_over_modbus = target.essential_function.model_copy(update={"signal": BEAT})
     with pytest.raises(HarnessError, match="no declared interface that can carry a can_heartbeat signal: use can"):
-        monitor_for(target.model_copy(update={"essential_function": heartbeat_over_modbus}), Evidence())
+        monitor_for(Registry(target.model_copy(update={"essential_function": heartbeat_over_modbus})), Evidence())
 
 
 @pytest.mark.parametrize("via", ["can", "console"])
@@ -494,7 +495,7 @@ def test_monitor_with_the_can_and_console_drivers(via: str) -> None:
             signal = LINE
         guard = Guard(Safety(), "modbus_tcp")
         target = spec_for(0, signal, max_gap_s=0.3, interfaces=interfaces, via=via)
-        with monitor_for(target, Evidence(), [guard], attacked="modbus_tcp") as mon:
+        with monitor_for(Registry(target), Evidence(), [guard], attacked="modbus_tcp") as mon:
             mon.wait_baseline()
             time.sleep(1.0)
             ticker.stalled.set()

@@ -24,7 +24,7 @@ from iec62443_harness import __version__
 from iec62443_harness.catalogue import check_ids
 from iec62443_harness.errors import HarnessError
 from iec62443_harness.evidence import Evidence, redact
-from iec62443_harness.fixtures.outcomes import TargetUnavailable, VerdictOutcome
+from iec62443_harness.fixtures.outcomes import Inconclusive, TargetUnavailable, VerdictOutcome
 from iec62443_harness.target import (
     INTERFACE_NAMES,
     TargetSpec,
@@ -214,6 +214,8 @@ def _classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[V
         return Verdict.NOT_RUN, _first_line(f"skipped: {exc.msg}"), ()
     if call.when == "call" and isinstance(exc, AssertionError | pytest.fail.Exception):
         return Verdict.FAIL, _first_line(str(exc) or "assertion failed"), ()
+    if isinstance(exc, Inconclusive):
+        return Verdict.ERROR, _first_line(f"inconclusive: {exc.reason}"), ()
     kind = "target unavailable" if isinstance(exc, TargetUnavailable) else type(exc).__name__
     phase = "" if call.when == "call" else f"{call.when}: "
     return Verdict.ERROR, _first_line(f"{phase}{kind}: {exc}"), ()
