@@ -235,3 +235,50 @@ def test_countermeasure_must_name_its_interfaces(bench: Path) -> None:
                                    '    justification: "a firewall in front of everything"\n')
     line = one_line_error(run(bench, "--target", "cm.yaml", "test_suite.py"))
     assert "countermeasures.0.interfaces" in line
+
+
+EMULATED = DEVICELESS + "emulator: {kind: simplc, profile: sl1}\n"
+
+
+def test_emulated_target_with_an_unset_variable_is_one_usage_error(bench: Path) -> None:
+    (bench / "emu.yaml").write_text(EMULATED + 'accounts:\n'
+                                    '  admin: {username: admin, password: "${SIMPLC_ADMIN_PASSWORD}", role: admin}\n'
+                                    '  audit: {username: auditor, password: "${BENCH_AUDITOR_PW_UNSET}", role: x}\n')
+    proc = run(bench, "--target", "emu.yaml", "test_suite.py")
+    line = one_line_error(proc)
+    assert "BENCH_AUDITOR_PW_UNSET" in line and "'auditor'" in line and "accounts.audit.password" in line
+    assert "export BENCH_AUDITOR_PW_UNSET=" in line and "SIMPLC_ADMIN_PASSWORD" in line  # what it does provide
+    assert "collected" not in proc.stdout  # refused before collection, not once per test
+
+
+def test_emulated_target_takes_provided_and_exported_variables(bench: Path) -> None:
+    (bench / "emu.yaml").write_text(EMULATED + 'accounts:\n'
+                                    '  admin: {username: admin, password: "${SIMPLC_ADMIN_PASSWORD}", role: admin}\n'
+                                    '  audit: {username: auditor, password: "${BENCH_AUDITOR_PW}", role: x}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLC_")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "emu.yaml",
+                           "--collect-only", "-q", "test_suite.py"], cwd=bench, capture_output=True, text=True,
+                          timeout=60, env={**env, "BENCH_AUDITOR_PW": "x-7781"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_emulated_target_with_an_unknown_profile(bench: Path) -> None:
+    (bench / "emu.yaml").write_text(DEVICELESS + "emulator: {kind: simplc, profile: sl9}\n")
+    line = one_line_error(run(bench, "--target", "emu.yaml", "test_suite.py"))
+    assert "unknown simplc profile 'sl9'" in line and "sl1" in line
+
+
+def test_recovery_command_variable_is_checked_up_front(bench: Path) -> None:
+    (bench / "rec.yaml").write_text(DEVICELESS + 'recovery: {command: "snmpset -c ${BENCH_COMMUNITY_UNSET} pdu"}\n')
+    line = one_line_error(run(bench, "--target", "rec.yaml", "test_suite.py"))
+    assert "recovery.command" in line and "export BENCH_COMMUNITY_UNSET=" in line
+
+
+def test_lab_provides_what_the_emulators_hand_over() -> None:
+    from iec62443_harness import labs
+    from iec62443_harness.labs.simplc.profile import available, load_profile
+
+    for profile in available():
+        assert labs.provides("simplc", profile) == {a.env for a in load_profile(profile).accounts}
+    launcher = pytest.importorskip("iec62443_harness.labs.qemu.launcher")
+    assert labs.provides("qemu", "weak") == set(launcher.SECRET_ENV.values())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import re
 import shlex
 import sys
 import uuid
@@ -28,6 +29,7 @@ from iec62443_harness.fixtures.outcomes import TargetUnavailable, VerdictOutcome
 from iec62443_harness.target import (
     INTERFACE_NAMES,
     TargetSpec,
+    expand_refs,
     find_target_file,
     load_target,
     resolve_secret,
@@ -102,11 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
             spec = load_target(path)
             for cm in spec.countermeasures:
                 check_ids(cm.rows, f"target file {path} (countermeasures)")
-            if spec.emulator is None:  # an emulator provisions its own; a real device's must be set now
-                for account in spec.accounts.values():
-                    for ref in (account.password, account.private_key_file):
-                        if ref:
-                            resolve_secret(ref, account.username)
+            _check_references(path.stem, spec)
             targets[path.stem] = LoadedTarget(path.stem, path, spec)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -120,6 +118,40 @@ def pytest_configure(config: pytest.Config) -> None:
         import iec62443_harness.conformance as suites
 
         config.args = [str(Path(suites.__file__).parent)]
+
+
+def _check_references(name: str, spec: TargetSpec) -> None:
+    """Every `${VAR}` the target file uses that will be resolved during the run is set now, or handed over by
+    its emulator: else one line before collection rather than the same error for every test."""
+    provided: set[str] = set()
+    if spec.emulator is not None:
+        from iec62443_harness import labs
+
+        try:
+            provided = labs.provides(spec.emulator.kind, spec.emulator.profile)
+        except labs.LabError as exc:
+            raise HarnessError(f"target {name}: emulator: {exc}") from None
+    for key, account in spec.accounts.items():
+        for key_field, ref in (("password", account.password), ("private_key_file", account.private_key_file)):
+            if not ref:
+                continue
+            var = ref[2:-1]
+            if var in provided:
+                continue
+            if spec.emulator is not None and var not in os.environ:
+                emu = spec.emulator
+                raise HarnessError(
+                    f"target {name}: accounts.{key}.{key_field} of account {account.username!r} is {ref}, which is not "
+                    f"set and which the {emu.kind} emulator (profile {emu.profile}) does not provide: export "
+                    f"{var}=... before running, or refer to one it provides ({', '.join(sorted(provided)) or 'none'})")
+            resolve_secret(ref, account.username)  # a real device's: set now, and redacted from here on
+    # An emulated target's recovery is the emulator's restart: its recovery.command is never run.
+    if spec.emulator is None and spec.recovery.command:
+        for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", spec.recovery.command):
+            if var not in os.environ:
+                raise HarnessError(f"target {name}: recovery.command needs environment variable {var}, which is "
+                                   f"not set: export {var}=... before running")
+        expand_refs(spec.recovery.command)  # redacts the values from here on
 
 
 def _state(config: pytest.Config) -> HarnessState | None:
