@@ -282,3 +282,20 @@ def test_lab_provides_what_the_emulators_hand_over() -> None:
         assert labs.provides("simplc", profile) == {a.env for a in load_profile(profile).accounts}
     launcher = pytest.importorskip("iec62443_harness.labs.qemu.launcher")
     assert labs.provides("qemu", "weak") == set(launcher.SECRET_ENV.values())
+
+
+def test_same_run_id_twice_is_refused(bench: Path) -> None:
+    first = run(bench, "--target", "bench.yaml", "--run-id", "r1", "test_suite.py")
+    assert first.returncode == 1, first.stdout
+    results = bench / "reports" / "bench" / "r1" / "results.jsonl"
+    before = results.read_text()
+    line = one_line_error(run(bench, "--target", "bench.yaml", "--run-id", "r1", "test_suite.py"))
+    assert "r1 already exists" in line and "--run-id" in line
+    assert results.read_text() == before  # nothing appended to the first run's record
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "../up", "latest", ".lock"])
+def test_run_id_must_be_a_folder_name(bench: Path, run_id: str) -> None:
+    line = one_line_error(run(bench, "--target", "bench.yaml", "--run-id", run_id, "test_suite.py"))
+    assert "--run-id" in line
+    assert not (bench / "reports").exists()

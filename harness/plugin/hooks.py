@@ -60,6 +60,7 @@ class HarnessState:
     run_id: str
     pending: list[tuple[str, Outcome]] = field(default_factory=list)  # recorded before the folders exist
     started: bool = False
+    locks: list = field(default_factory=list)  # harness.report.lock.RunLock per target, held until unconfigure
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -110,6 +111,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     now = dt.datetime.now(dt.UTC)
     run_id = config.getoption("run_id") or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", run_id) or run_id == "latest":
+        raise pytest.UsageError(f"--run-id {run_id!r} cannot name a run folder: use letters, digits and . _ + - "
+                                "(not starting with . or -, and not 'latest')")
     config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
     config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
     if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
@@ -343,19 +347,44 @@ def _config_record(spec: TargetSpec) -> dict:
     return spec.model_dump(mode="json", exclude_none=True)
 
 
+def _point_latest(run_dir: Path) -> None:
+    """`<target>/latest` -> this run folder, replaced atomically (a reader sees the old link or the new one)."""
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(run_dir.parent / "latest")
+
+
+def _lock_targets(state: HarnessState) -> None:
+    """Each target's run lock, and a new run folder name, before anything is written or sent."""
+    from iec62443_harness.report.lock import LOCK_FILE, RunLock
+
+    for loaded in state.targets.values():
+        target_dir = state.reports_dir / loaded.name
+        run_dir = target_dir / state.run_id
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            state.locks.append(RunLock.acquire(target_dir / LOCK_FILE, loaded.name, state.run_id))
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        except OSError as exc:
+            raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
+                                    "writable or pass --reports-dir DIR") from None
+        if run_dir.exists() or run_dir.is_symlink():
+            raise pytest.UsageError(f"run folder {run_dir} already exists (--run-id {state.run_id} was used "
+                                    "before): pass a new --run-id, or leave it out for a fresh one")
+
+
 def _open_reports(state: HarnessState, config: pytest.Config) -> None:
     from iec62443_harness.report.results import ResultsWriter, now_iso
 
+    _lock_targets(state)
     started = now_iso()
     for loaded in state.targets.values():
         run_dir = state.reports_dir / loaded.name / state.run_id
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            latest = run_dir.parent / "latest"
-            tmp = run_dir.parent / f".latest-{os.getpid()}"
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(run_dir.name)
-            tmp.replace(latest)
+            run_dir.mkdir()  # new: checked above, under the lock
+            _point_latest(run_dir)
             writer = ResultsWriter(run_dir / "results.jsonl")
         except OSError as exc:
             raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
@@ -423,3 +452,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for line in summary_lines(json.loads(matrix_file.read_text())):
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"report: {loaded.run_dir}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is None:
+        return
+    for lock in state.locks:  # after sessionfinish wrote every report
+        lock.release()
+    state.locks.clear()
