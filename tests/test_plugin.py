@@ -299,3 +299,35 @@ def test_run_id_must_be_a_folder_name(bench: Path, run_id: str) -> None:
     line = one_line_error(run(bench, "--target", "bench.yaml", "--run-id", run_id, "test_suite.py"))
     assert "--run-id" in line
     assert not (bench / "reports").exists()
+
+
+def test_sigterm_stops_the_run_like_ctrl_c(bench: Path) -> None:
+    (bench / "test_zz_after.py").write_text('import pytest\n\n@pytest.mark.judges("CR 2.7")\n'
+                                            'def test_after(target):\n    assert target\n')
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "bench.yaml",
+                             "--run-id", "term", "test_suite.py", "test_zz_after.py"], cwd=bench,
+                            env={**os.environ, "SLOW_S": "60"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    results = bench / "reports" / "bench" / "term" / "results.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until it sits in the slow test
+        if results.is_file() and results.read_text().count('"type": "outcome"') >= 6:
+            break
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 15, "SIGTERM must stop the run at once, not after the slow test"
+    assert proc.returncode == 2, out  # pytest's "interrupted", as for Ctrl-C (not 143, killed)
+    lines = [json.loads(ln) for ln in results.read_text().splitlines()]
+    assert lines[-1]["type"] == "end" and lines[-1]["unreached"] == 2 and lines[-1]["signal"] == "SIGTERM"
+    matrix = json.loads((results.parent / "matrix.json").read_text())
+    assert matrix["run"]["complete"] is False and any("SIGTERM" in n for n in matrix["run"]["notes"])
+    verdicts = {r["id"]: (r["verdict"], r["reason"]) for r in matrix["rows"]}
+    assert verdicts["CR 2.6"][0] == "not-run" and "interrupted" in verdicts["CR 2.6"][1]
+    assert verdicts["CR 2.7"][0] == "not-run" and "not reached" in verdicts["CR 2.7"][1]
+    assert verdicts["CR 1.12"][0] == "fail"  # what was recorded before stays
+    for name in ("matrix.csv", "matrix.md", "matrix.html", "junit.xml"):
+        assert (results.parent / name).is_file(), name
+    assert "INCOMPLETE" in out
+

@@ -15,7 +15,9 @@ import importlib
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,10 @@ class HarnessState:
     pending: list[tuple[str, Outcome]] = field(default_factory=list)  # recorded before the folders exist
     started: bool = False
     locks: list = field(default_factory=list)  # harness.report.lock.RunLock per target, held until unconfigure
+    stopped_by: str | None = None  # "SIGTERM" once one arrived
+    finishing: bool = False  # sessionfinish began: a later SIGTERM must not cut the reports short
+    previous_sigterm: object = None  # the handler to put back at unconfigure
+    sigterm_installed: bool = False
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -114,7 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", run_id) or run_id == "latest":
         raise pytest.UsageError(f"--run-id {run_id!r} cannot name a run folder: use letters, digits and . _ + - "
                                 "(not starting with . or -, and not 'latest')")
-    config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+    state = config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+    _catch_sigterm(state)
     config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
     if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
         # No test paths given and no testpaths configured (a lab's own folder, or a target path that moved
@@ -122,6 +129,22 @@ def pytest_configure(config: pytest.Config) -> None:
         import iec62443_harness.conformance as suites
 
         config.args = [str(Path(suites.__file__).parent)]
+
+
+def _catch_sigterm(state: HarnessState) -> None:
+    """SIGTERM (a CI time-out, `kill`) stops the run the way Ctrl-C does: pytest's interrupt path records the
+    unreached tests, writes the end line and the (incomplete) matrix. Put back at unconfigure."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (pytest run from a thread)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if state.finishing:
+            return  # the reports are being written: a second SIGTERM waits for them (SIGKILL does not)
+        state.stopped_by = "SIGTERM"
+        raise KeyboardInterrupt("SIGTERM")
+
+    state.previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+    state.sigterm_installed = True
 
 
 def _check_references(name: str, spec: TargetSpec) -> None:
@@ -419,16 +442,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
-    if state is None or not state.started:
+    if state is None:
+        return
+    state.finishing = True
+    if not state.started:
         return
     from iec62443_harness.report import write_reports
 
     unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)]
-    for item in unreached:  # stopped early (-x, Ctrl-C, a crash): say so rather than "not tested"
-        _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN,
-                                                          "not reached: the run stopped before this test"))
+    for item in unreached:  # stopped early (-x, Ctrl-C, SIGTERM, a crash): say so rather than "not tested"
+        reason = ("interrupted: the run stopped during this test" if item.stash.get(_PHASES, None) is not None
+                  else "not reached: the run stopped before this test")
+        _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, reason))
     for loaded in state.targets.values():
-        loaded.writer.end(int(exitstatus), len(unreached))  # type: ignore[union-attr]
+        loaded.writer.end(int(exitstatus), len(unreached), state.stopped_by)  # type: ignore[union-attr]
         try:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
         except (OSError, HarnessError) as exc:
@@ -461,3 +488,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for lock in state.locks:  # after sessionfinish wrote every report
         lock.release()
     state.locks.clear()
+    if state.sigterm_installed:
+        signal.signal(signal.SIGTERM, state.previous_sigterm if state.previous_sigterm is not None
+                      else signal.SIG_DFL)  # type: ignore[arg-type]
+        state.sigterm_installed = False
