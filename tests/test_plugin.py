@@ -331,3 +331,22 @@ def test_sigterm_stops_the_run_like_ctrl_c(bench: Path) -> None:
         assert (results.parent / name).is_file(), name
     assert "INCOMPLETE" in out
 
+
+def test_latest_points_at_the_run_that_finished_last(bench: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "bench.yaml",
+                             "--run-id", "mine", "test_suite.py"], cwd=bench, env={**os.environ, "SLOW_S": "4"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target_dir = bench / "reports" / "bench"
+    results = target_dir / "mine" / "results.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if results.is_file() and results.read_text().count('"type": "outcome"') >= 6:
+            break
+        time.sleep(0.1)
+    assert os.readlink(target_dir / "latest") == "mine"
+    (target_dir / "other").mkdir()  # a run that started after this one (under another lock, or none)
+    (target_dir / "latest").unlink()
+    (target_dir / "latest").symlink_to("other")
+    assert proc.wait(timeout=30) == 1
+    assert os.readlink(target_dir / "latest") == "mine"
+    assert [p.name for p in target_dir.iterdir() if p.name.startswith(".latest")] == []

@@ -461,6 +461,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except (OSError, HarnessError) as exc:
             sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
                              f"`iec62443 rebuild {loaded.run_dir}`\n")
+        try:  # `latest`: the run that finished last, not merely the one that started last
+            _point_latest(loaded.run_dir)  # type: ignore[arg-type]
+        except OSError as exc:
+            sys.stderr.write(f"could not point {loaded.run_dir.parent / 'latest'} at this run: "  # type: ignore[union-attr]
+                             f"{exc.strerror}\n")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
