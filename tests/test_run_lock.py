@@ -69,3 +69,23 @@ def test_lock_is_released_and_says_nothing_after(tmp_path: Path) -> None:
     lock.release()
     assert path.read_text() == ""
     RunLock.acquire(path, "bench", "r3").release()
+
+
+def test_only_a_shared_device_is_locked(bench: Path) -> None:
+    """An emulated target gets its own emulator in every run: a held lock does not stop it. (Every test is
+    deselected, so the run opens its reports, recording them not-run, without starting a device.)"""
+    (bench / "emu.yaml").write_text(DEVICELESS + "emulator: {kind: simplc, profile: sl1}\n")
+    held = []
+    for name in ("emu", "bench"):
+        (bench / "reports" / name).mkdir(parents=True)
+        held.append(RunLock.acquire(bench / "reports" / name / ".lock", name, "held"))
+    try:
+        emulated = run(bench, "--target", "emu.yaml", "--run-id", "e", "-k", "nothing_matches", "test_suite.py")
+        assert emulated.returncode == 5, emulated.stdout + emulated.stderr  # no test ran, and no refusal
+        assert (bench / "reports" / "emu" / "e" / "matrix.json").is_file()
+        line = one_line_error(run(bench, "--target", "bench.yaml", "--run-id", "b", "-k", "nothing_matches",
+                                  "test_suite.py"))
+        assert "already being tested by run held" in line
+    finally:
+        for lock in held:
+            lock.release()

@@ -378,8 +378,14 @@ def _point_latest(run_dir: Path) -> None:
     tmp.replace(run_dir.parent / "latest")
 
 
+def _run_folder_taken(run_dir: Path, run_id: str) -> pytest.UsageError:
+    return pytest.UsageError(f"run folder {run_dir} already exists (--run-id {run_id} was used before): pass a "
+                             "new --run-id, or leave it out for a fresh one")
+
+
 def _lock_targets(state: HarnessState) -> None:
-    """Each target's run lock, and a new run folder name, before anything is written or sent."""
+    """Each real device's run lock, and a new run folder name, before anything is written or sent. An emulated
+    target is not locked: every run starts its own emulator, so two runs never share a device."""
     from iec62443_harness.report.lock import LOCK_FILE, RunLock
 
     for loaded in state.targets.values():
@@ -387,15 +393,15 @@ def _lock_targets(state: HarnessState) -> None:
         run_dir = target_dir / state.run_id
         try:
             target_dir.mkdir(parents=True, exist_ok=True)
-            state.locks.append(RunLock.acquire(target_dir / LOCK_FILE, loaded.name, state.run_id))
+            if loaded.spec.emulator is None:
+                state.locks.append(RunLock.acquire(target_dir / LOCK_FILE, loaded.name, state.run_id))
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
         except OSError as exc:
             raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
                                     "writable or pass --reports-dir DIR") from None
         if run_dir.exists() or run_dir.is_symlink():
-            raise pytest.UsageError(f"run folder {run_dir} already exists (--run-id {state.run_id} was used "
-                                    "before): pass a new --run-id, or leave it out for a fresh one")
+            raise _run_folder_taken(run_dir, state.run_id)
 
 
 def _open_reports(state: HarnessState, config: pytest.Config) -> None:
@@ -406,9 +412,11 @@ def _open_reports(state: HarnessState, config: pytest.Config) -> None:
     for loaded in state.targets.values():
         run_dir = state.reports_dir / loaded.name / state.run_id
         try:
-            run_dir.mkdir()  # new: checked above, under the lock
+            run_dir.mkdir()  # new: checked above (under the lock, for a real device)
             _point_latest(run_dir)
             writer = ResultsWriter(run_dir / "results.jsonl")
+        except FileExistsError:
+            raise _run_folder_taken(run_dir, state.run_id) from None
         except OSError as exc:
             raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
                                     "writable or pass --reports-dir DIR") from None
