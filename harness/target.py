@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -261,15 +262,27 @@ class Service(Strict):
 AddressRange = tuple[int, int]
 
 
+# What each writable table's addresses may be: a Modbus address is 16 bits, a CAN id at most 29 (extended).
+_WRITABLE_LIMITS = {"coils": (0xFFFF, "a coil address is 0-65535"),
+                    "holding_registers": (0xFFFF, "a holding register address is 0-65535"),
+                    "can_ids": (0x1FFFFFFF, "a CAN id is 0-0x1FFFFFFF (536870911, 29-bit extended)")}
+
+
 class Writable(Strict):
+    """[first, last] ranges the harness may write, both ends included; checked here so that a range no device
+    can have never reaches a driver."""
+
     coils: list[AddressRange] = Field(default_factory=list)
     holding_registers: list[AddressRange] = Field(default_factory=list)
     can_ids: list[AddressRange] = Field(default_factory=list)
 
     @field_validator("coils", "holding_registers", "can_ids")
     @classmethod
-    def _ordered(cls, ranges: list[AddressRange]) -> list[AddressRange]:
+    def _in_range(cls, ranges: list[AddressRange], info: ValidationInfo) -> list[AddressRange]:
+        top, what = _WRITABLE_LIMITS[info.field_name or ""]
         for lo, hi in ranges:
+            if not (0 <= lo <= top and 0 <= hi <= top):
+                raise ValueError(f"range [{lo}, {hi}] is out of bounds: {what}")
             if lo > hi:
                 raise ValueError(f"range [{lo}, {hi}] is reversed: write it as [{hi}, {lo}]")
         return ranges
@@ -460,15 +473,29 @@ def find_target_file(name_or_path: str, search: list[Path] | None = None) -> Pat
                        f"available targets: {known} (or give a path to a target file)")
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+def suggested_variable(target: str, account: str, field: str = "password") -> str:
+    """An environment variable name for an account's credential: `<TARGET>_<ACCOUNT>_PASSWORD` (or `_KEY_FILE`)."""
+    suffix = "KEY_FILE" if field == "private_key_file" else "PASSWORD"
+    name = re.sub(r"[^A-Za-z0-9]+", "_", f"{target}_{account}_{suffix}").strip("_").upper()
+    return name if re.match(r"[A-Z_]", name) else f"_{name}"  # a name may not start with a digit
+
+
+def _describe(error: dict[str, Any], target: str = "target") -> str:
+    loc = error["loc"]
+    where = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key {where!r}: remove it or fix its spelling"
     if error["type"] == "missing":
         return f"missing key {where!r}: add it"
     if error["type"] == "string_pattern_mismatch" and where.endswith(("password", "private_key_file")):
-        return f"{where} must be an environment reference like '${{PLC01_ADMIN_PASSWORD}}', never a literal"
-    return f"{where}: {error['msg']}"
+        account = str(loc[1]) if len(loc) == 3 and loc[0] == "accounts" else "account"
+        var = suggested_variable(target, account, str(loc[-1]))
+        return (f"{where} must be an environment reference like '${{{var}}}', never a literal: write "
+                f"'${{{var}}}' and export {var}=... before running")
+    msg = error["msg"]
+    if error["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
+        msg = msg.removeprefix("Value error, ")
+    return f"{where}: {msg}"
 
 
 def load_target(path: Path) -> TargetSpec:
@@ -486,7 +513,7 @@ def load_target(path: Path) -> TargetSpec:
     try:
         return TargetSpec.model_validate(raw)
     except ValidationError as exc:
-        first = _describe(exc.errors()[0])
+        first = _describe(exc.errors()[0], path.stem)
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise HarnessError(f"target file {path}: {first}{more}") from None
 

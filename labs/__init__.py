@@ -48,3 +48,30 @@ def start(kind: str, profile: str, faults: tuple[str, ...] | list[str] = (),
 
         return start_qemu(profile, faults=tuple(faults), options=options or {}, syslog=syslog)
     raise LabError(f"unknown emulator kind {kind!r}: use one of {', '.join(KINDS)}")
+
+
+def provides(kind: str, profile: str) -> set[str]:
+    """The environment-variable names a device of this kind and profile hands over in `Running.secrets`, known
+    before it starts (so a target file's `${VAR}` can be checked up front). Raises `LabError` (one line) for an
+    unknown kind or simplc profile. Reads files only: no emulator module is imported."""
+    if kind == "simplc":
+        from pathlib import Path
+
+        import yaml
+
+        profiles = Path(__file__).resolve().parent / "simplc" / "profiles"
+        path = profiles / f"{profile}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in profiles.glob("*.yaml")))
+            raise LabError(f"unknown simplc profile {profile!r}: use one of {known}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            accounts = data["settings"]["accounts"]
+            return {a["env"] for a in accounts if isinstance(a, dict) and a.get("env")}
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise LabError(f"simplc profile {path} cannot be read ({exc}): restore it from the repository") from None
+    if kind == "qemu":
+        # labs/qemu/launcher.py SECRET_ENV: the same three accounts in every profile (weak: factory defaults,
+        # hardened: random passwords chosen at start)
+        return {"QEMU_ADMIN_PASSWORD", "QEMU_OPERATOR_PASSWORD", "QEMU_LOCKTEST_PASSWORD"}
+    raise LabError(f"unknown emulator kind {kind!r}: use one of {', '.join(KINDS)}")

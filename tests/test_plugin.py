@@ -235,3 +235,118 @@ def test_countermeasure_must_name_its_interfaces(bench: Path) -> None:
                                    '    justification: "a firewall in front of everything"\n')
     line = one_line_error(run(bench, "--target", "cm.yaml", "test_suite.py"))
     assert "countermeasures.0.interfaces" in line
+
+
+EMULATED = DEVICELESS + "emulator: {kind: simplc, profile: sl1}\n"
+
+
+def test_emulated_target_with_an_unset_variable_is_one_usage_error(bench: Path) -> None:
+    (bench / "emu.yaml").write_text(EMULATED + 'accounts:\n'
+                                    '  admin: {username: admin, password: "${SIMPLC_ADMIN_PASSWORD}", role: admin}\n'
+                                    '  audit: {username: auditor, password: "${BENCH_AUDITOR_PW_UNSET}", role: x}\n')
+    proc = run(bench, "--target", "emu.yaml", "test_suite.py")
+    line = one_line_error(proc)
+    assert "BENCH_AUDITOR_PW_UNSET" in line and "'auditor'" in line and "accounts.audit.password" in line
+    assert "export BENCH_AUDITOR_PW_UNSET=" in line and "SIMPLC_ADMIN_PASSWORD" in line  # what it does provide
+    assert "collected" not in proc.stdout  # refused before collection, not once per test
+
+
+def test_emulated_target_takes_provided_and_exported_variables(bench: Path) -> None:
+    (bench / "emu.yaml").write_text(EMULATED + 'accounts:\n'
+                                    '  admin: {username: admin, password: "${SIMPLC_ADMIN_PASSWORD}", role: admin}\n'
+                                    '  audit: {username: auditor, password: "${BENCH_AUDITOR_PW}", role: x}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLC_")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "emu.yaml",
+                           "--collect-only", "-q", "test_suite.py"], cwd=bench, capture_output=True, text=True,
+                          timeout=60, env={**env, "BENCH_AUDITOR_PW": "x-7781"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_emulated_target_with_an_unknown_profile(bench: Path) -> None:
+    (bench / "emu.yaml").write_text(DEVICELESS + "emulator: {kind: simplc, profile: sl9}\n")
+    line = one_line_error(run(bench, "--target", "emu.yaml", "test_suite.py"))
+    assert "unknown simplc profile 'sl9'" in line and "sl1" in line
+
+
+def test_recovery_command_variable_is_checked_up_front(bench: Path) -> None:
+    (bench / "rec.yaml").write_text(DEVICELESS + 'recovery: {command: "snmpset -c ${BENCH_COMMUNITY_UNSET} pdu"}\n')
+    line = one_line_error(run(bench, "--target", "rec.yaml", "test_suite.py"))
+    assert "recovery.command" in line and "export BENCH_COMMUNITY_UNSET=" in line
+
+
+def test_lab_provides_what_the_emulators_hand_over() -> None:
+    from iec62443_harness import labs
+    from iec62443_harness.labs.simplc.profile import available, load_profile
+
+    for profile in available():
+        assert labs.provides("simplc", profile) == {a.env for a in load_profile(profile).accounts}
+    launcher = pytest.importorskip("iec62443_harness.labs.qemu.launcher")
+    assert labs.provides("qemu", "weak") == set(launcher.SECRET_ENV.values())
+
+
+def test_same_run_id_twice_is_refused(bench: Path) -> None:
+    first = run(bench, "--target", "bench.yaml", "--run-id", "r1", "test_suite.py")
+    assert first.returncode == 1, first.stdout
+    results = bench / "reports" / "bench" / "r1" / "results.jsonl"
+    before = results.read_text()
+    line = one_line_error(run(bench, "--target", "bench.yaml", "--run-id", "r1", "test_suite.py"))
+    assert "r1 already exists" in line and "--run-id" in line
+    assert results.read_text() == before  # nothing appended to the first run's record
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "../up", "latest", ".lock"])
+def test_run_id_must_be_a_folder_name(bench: Path, run_id: str) -> None:
+    line = one_line_error(run(bench, "--target", "bench.yaml", "--run-id", run_id, "test_suite.py"))
+    assert "--run-id" in line
+    assert not (bench / "reports").exists()
+
+
+def test_sigterm_stops_the_run_like_ctrl_c(bench: Path) -> None:
+    (bench / "test_zz_after.py").write_text('import pytest\n\n@pytest.mark.judges("CR 2.7")\n'
+                                            'def test_after(target):\n    assert target\n')
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "bench.yaml",
+                             "--run-id", "term", "test_suite.py", "test_zz_after.py"], cwd=bench,
+                            env={**os.environ, "SLOW_S": "60"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    results = bench / "reports" / "bench" / "term" / "results.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until it sits in the slow test
+        if results.is_file() and results.read_text().count('"type": "outcome"') >= 6:
+            break
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 15, "SIGTERM must stop the run at once, not after the slow test"
+    assert proc.returncode == 2, out  # pytest's "interrupted", as for Ctrl-C (not 143, killed)
+    lines = [json.loads(ln) for ln in results.read_text().splitlines()]
+    assert lines[-1]["type"] == "end" and lines[-1]["unreached"] == 2 and lines[-1]["signal"] == "SIGTERM"
+    matrix = json.loads((results.parent / "matrix.json").read_text())
+    assert matrix["run"]["complete"] is False and any("SIGTERM" in n for n in matrix["run"]["notes"])
+    verdicts = {r["id"]: (r["verdict"], r["reason"]) for r in matrix["rows"]}
+    assert verdicts["CR 2.6"][0] == "not-run" and "interrupted" in verdicts["CR 2.6"][1]
+    assert verdicts["CR 2.7"][0] == "not-run" and "not reached" in verdicts["CR 2.7"][1]
+    assert verdicts["CR 1.12"][0] == "fail"  # what was recorded before stays
+    for name in ("matrix.csv", "matrix.md", "matrix.html", "junit.xml"):
+        assert (results.parent / name).is_file(), name
+    assert "INCOMPLETE" in out
+
+
+def test_latest_points_at_the_run_that_finished_last(bench: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "bench.yaml",
+                             "--run-id", "mine", "test_suite.py"], cwd=bench, env={**os.environ, "SLOW_S": "4"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target_dir = bench / "reports" / "bench"
+    results = target_dir / "mine" / "results.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if results.is_file() and results.read_text().count('"type": "outcome"') >= 6:
+            break
+        time.sleep(0.1)
+    assert os.readlink(target_dir / "latest") == "mine"
+    (target_dir / "other").mkdir()  # a run that started after this one (under another lock, or none)
+    (target_dir / "latest").unlink()
+    (target_dir / "latest").symlink_to("other")
+    assert proc.wait(timeout=30) == 1
+    assert os.readlink(target_dir / "latest") == "mine"
+    assert [p.name for p in target_dir.iterdir() if p.name.startswith(".latest")] == []

@@ -171,7 +171,9 @@ def test_csv_parses(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, _, matrix = built
     with (run_dir / "matrix.csv").open(newline="", encoding="utf-8") as fh:
         records = list(csv.DictReader(fh))
-    assert list(records[0]) == ["id", "fr", "title", "min_sl", "SL1", "SL2", "SL3", "SL4", "verdict", "reason"]
+    assert list(records[0]) == ["id", "fr", "title", "min_sl", "SL1", "SL2", "SL3", "SL4", "verdict", "reason",
+                                "run_complete"]
+    assert {r["run_complete"] for r in records} == {"true"}
     assert [r["id"] for r in records] == [r["id"] for r in matrix["rows"]]
     by_id = {r["id"]: r for r in records}
     assert (by_id["CR 1.11"]["verdict"], by_id["CR 1.11"]["min_sl"], by_id["CR 2.3"]["min_sl"]) == ("fail", "1", "")
@@ -319,3 +321,18 @@ def test_cli_module_on_missing_dir(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "no run folder" in proc.stderr and "reports/" in proc.stderr
+
+
+def test_rebuilt_csv_and_junit_say_incomplete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run stopped early (no end line here) must not pass for complete in a spreadsheet or a CI viewer."""
+    run_dir = write_run(tmp_path / "sim-plc" / "r4", [HEADER, *OUTCOMES[:3]])
+    assert main([str(run_dir)]) == 0
+    capsys.readouterr()
+    with (run_dir / "matrix.csv").open(newline="", encoding="utf-8") as fh:
+        records = list(csv.DictReader(fh))
+    assert records and {r["run_complete"] for r in records} == {"false"}
+    props = ET.parse(run_dir / "junit.xml").getroot().findall("./testsuite/properties/property")
+    values = [(p.get("name"), p.get("value")) for p in props]
+    assert ("complete", "false") in values
+    assert any(name == "note" and "did not finish" in value for name, value in values)
+

@@ -13,8 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import re
 import shlex
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from iec62443_harness.fixtures.outcomes import Inconclusive, TargetUnavailable, 
 from iec62443_harness.target import (
     INTERFACE_NAMES,
     TargetSpec,
+    expand_refs,
     find_target_file,
     load_target,
     resolve_secret,
@@ -58,6 +62,11 @@ class HarnessState:
     run_id: str
     pending: list[tuple[str, Outcome]] = field(default_factory=list)  # recorded before the folders exist
     started: bool = False
+    locks: list = field(default_factory=list)  # harness.report.lock.RunLock per target, held until unconfigure
+    stopped_by: str | None = None  # "SIGTERM" once one arrived
+    finishing: bool = False  # sessionfinish began: a later SIGTERM must not cut the reports short
+    previous_sigterm: object = None  # the handler to put back at unconfigure
+    sigterm_installed: bool = False
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -102,17 +111,17 @@ def pytest_configure(config: pytest.Config) -> None:
             spec = load_target(path)
             for cm in spec.countermeasures:
                 check_ids(cm.rows, f"target file {path} (countermeasures)")
-            if spec.emulator is None:  # an emulator provisions its own; a real device's must be set now
-                for account in spec.accounts.values():
-                    for ref in (account.password, account.private_key_file):
-                        if ref:
-                            resolve_secret(ref, account.username)
+            _check_references(path.stem, spec)
             targets[path.stem] = LoadedTarget(path.stem, path, spec)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     now = dt.datetime.now(dt.UTC)
     run_id = config.getoption("run_id") or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", run_id) or run_id == "latest":
+        raise pytest.UsageError(f"--run-id {run_id!r} cannot name a run folder: use letters, digits and . _ + - "
+                                "(not starting with . or -, and not 'latest')")
+    state = config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+    _catch_sigterm(state)
     config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
     if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
         # No test paths given and no testpaths configured (a lab's own folder, or a target path that moved
@@ -120,6 +129,56 @@ def pytest_configure(config: pytest.Config) -> None:
         import iec62443_harness.conformance as suites
 
         config.args = [str(Path(suites.__file__).parent)]
+
+
+def _catch_sigterm(state: HarnessState) -> None:
+    """SIGTERM (a CI time-out, `kill`) stops the run the way Ctrl-C does: pytest's interrupt path records the
+    unreached tests, writes the end line and the (incomplete) matrix. Put back at unconfigure."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (pytest run from a thread)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if state.finishing:
+            return  # the reports are being written: a second SIGTERM waits for them (SIGKILL does not)
+        state.stopped_by = "SIGTERM"
+        raise KeyboardInterrupt("SIGTERM")
+
+    state.previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+    state.sigterm_installed = True
+
+
+def _check_references(name: str, spec: TargetSpec) -> None:
+    """Every `${VAR}` the target file uses that will be resolved during the run is set now, or handed over by
+    its emulator: else one line before collection rather than the same error for every test."""
+    provided: set[str] = set()
+    if spec.emulator is not None:
+        from iec62443_harness import labs
+
+        try:
+            provided = labs.provides(spec.emulator.kind, spec.emulator.profile)
+        except labs.LabError as exc:
+            raise HarnessError(f"target {name}: emulator: {exc}") from None
+    for key, account in spec.accounts.items():
+        for key_field, ref in (("password", account.password), ("private_key_file", account.private_key_file)):
+            if not ref:
+                continue
+            var = ref[2:-1]
+            if var in provided:
+                continue
+            if spec.emulator is not None and var not in os.environ:
+                emu = spec.emulator
+                raise HarnessError(
+                    f"target {name}: accounts.{key}.{key_field} of account {account.username!r} is {ref}, which is not "
+                    f"set and which the {emu.kind} emulator (profile {emu.profile}) does not provide: export "
+                    f"{var}=... before running, or refer to one it provides ({', '.join(sorted(provided)) or 'none'})")
+            resolve_secret(ref, account.username)  # a real device's: set now, and redacted from here on
+    # An emulated target's recovery is the emulator's restart: its recovery.command is never run.
+    if spec.emulator is None and spec.recovery.command:
+        for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", spec.recovery.command):
+            if var not in os.environ:
+                raise HarnessError(f"target {name}: recovery.command needs environment variable {var}, which is "
+                                   f"not set: export {var}=... before running")
+        expand_refs(spec.recovery.command)  # redacts the values from here on
 
 
 def _state(config: pytest.Config) -> HarnessState | None:
@@ -313,20 +372,53 @@ def _config_record(spec: TargetSpec) -> dict:
     return spec.model_dump(mode="json", exclude_none=True)
 
 
+def _point_latest(run_dir: Path) -> None:
+    """`<target>/latest` -> this run folder, replaced atomically (a reader sees the old link or the new one)."""
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(run_dir.parent / "latest")
+
+
+def _run_folder_taken(run_dir: Path, run_id: str) -> pytest.UsageError:
+    return pytest.UsageError(f"run folder {run_dir} already exists (--run-id {run_id} was used before): pass a "
+                             "new --run-id, or leave it out for a fresh one")
+
+
+def _lock_targets(state: HarnessState) -> None:
+    """Each real device's run lock, and a new run folder name, before anything is written or sent. An emulated
+    target is not locked: every run starts its own emulator, so two runs never share a device."""
+    from iec62443_harness.report.lock import LOCK_FILE, RunLock
+
+    for loaded in state.targets.values():
+        target_dir = state.reports_dir / loaded.name
+        run_dir = target_dir / state.run_id
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            if loaded.spec.emulator is None:
+                state.locks.append(RunLock.acquire(target_dir / LOCK_FILE, loaded.name, state.run_id))
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        except OSError as exc:
+            raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
+                                    "writable or pass --reports-dir DIR") from None
+        if run_dir.exists() or run_dir.is_symlink():
+            raise _run_folder_taken(run_dir, state.run_id)
+
+
 def _open_reports(state: HarnessState, config: pytest.Config) -> None:
     from iec62443_harness.report.results import ResultsWriter, now_iso
 
+    _lock_targets(state)
     started = now_iso()
     for loaded in state.targets.values():
         run_dir = state.reports_dir / loaded.name / state.run_id
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            latest = run_dir.parent / "latest"
-            tmp = run_dir.parent / f".latest-{os.getpid()}"
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(run_dir.name)
-            tmp.replace(latest)
+            run_dir.mkdir()  # new: checked above (under the lock, for a real device)
+            _point_latest(run_dir)
             writer = ResultsWriter(run_dir / "results.jsonl")
+        except FileExistsError:
+            raise _run_folder_taken(run_dir, state.run_id) from None
         except OSError as exc:
             raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
                                     "writable or pass --reports-dir DIR") from None
@@ -360,21 +452,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
-    if state is None or not state.started:
+    if state is None:
+        return
+    state.finishing = True
+    if not state.started:
         return
     from iec62443_harness.report import write_reports
 
     unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)]
-    for item in unreached:  # stopped early (-x, Ctrl-C, a crash): say so rather than "not tested"
-        _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN,
-                                                          "not reached: the run stopped before this test"))
+    for item in unreached:  # stopped early (-x, Ctrl-C, SIGTERM, a crash): say so rather than "not tested"
+        reason = ("interrupted: the run stopped during this test" if item.stash.get(_PHASES, None) is not None
+                  else "not reached: the run stopped before this test")
+        _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, reason))
     for loaded in state.targets.values():
-        loaded.writer.end(int(exitstatus), len(unreached))  # type: ignore[union-attr]
+        loaded.writer.end(int(exitstatus), len(unreached), state.stopped_by)  # type: ignore[union-attr]
         try:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
         except (OSError, HarnessError) as exc:
             sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
                              f"`iec62443 rebuild {loaded.run_dir}`\n")
+        try:  # `latest`: the run that finished last, not merely the one that started last
+            _point_latest(loaded.run_dir)  # type: ignore[arg-type]
+        except OSError as exc:
+            sys.stderr.write(f"could not point {loaded.run_dir.parent / 'latest'} at this run: "  # type: ignore[union-attr]
+                             f"{exc.strerror}\n")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -393,3 +494,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for line in summary_lines(json.loads(matrix_file.read_text())):
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"report: {loaded.run_dir}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is None:
+        return
+    for lock in state.locks:  # after sessionfinish wrote every report
+        lock.release()
+    state.locks.clear()
+    if state.sigterm_installed:
+        signal.signal(signal.SIGTERM, state.previous_sigterm if state.previous_sigterm is not None
+                      else signal.SIG_DFL)  # type: ignore[arg-type]
+        state.sigterm_installed = False

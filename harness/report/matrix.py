@@ -107,6 +107,9 @@ def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> di
 
     if record.truncated:
         notes.insert(0, "the last line of results.jsonl was cut off (the run was killed mid-write) and was ignored")
+    if record.signal:
+        notes.insert(0, f"the run was stopped by {record.signal} (a CI time-out or kill) and did not finish: "
+                        "tests it had not reached are not-run")
     if record.ended is None:
         notes.insert(0, "the run did not finish (no end line in results.jsonl): rows it had not reached show "
                         "as not-tested")

@@ -52,10 +52,12 @@ def _cell(text: str) -> str:
 def render_csv(matrix: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "fr", "title", "min_sl", *LEVELS, "verdict", "reason"])
+    # run_complete on every line: a filtered or pasted extract still says when the run was cut short
+    complete = "true" if matrix["run"]["complete"] else "false"
+    writer.writerow(["id", "fr", "title", "min_sl", *LEVELS, "verdict", "reason", "run_complete"])
     for row in _visible(matrix)["rows"]:
         writer.writerow([row["id"], row["fr"], _cell(row["title"]), "" if row["min_sl"] is None else row["min_sl"],
-                         *(row["levels"][lvl] for lvl in LEVELS), row["verdict"], _cell(row["reason"])])
+                         *(row["levels"][lvl] for lvl in LEVELS), row["verdict"], _cell(row["reason"]), complete])
     return out.getvalue()
 
 
@@ -160,6 +162,8 @@ def render_junit(matrix: dict[str, Any]) -> str:
     for name in ("run_id", "target", "component_type", "sl_t", "complete"):
         value = run[name]
         ET.SubElement(props, "property", name=name, value=str(value).lower() if isinstance(value, bool) else str(value))
+    for note in run["notes"]:  # why it is incomplete, among others
+        ET.SubElement(props, "property", name="note", value=note)
     for test in tests:
         classname, name = _junit_names(test["test"])
         case = ET.SubElement(suite, "testcase", classname=classname, name=name,

@@ -75,9 +75,14 @@ class ResultsWriter:
                       "evidence": list(outcome.evidence), "checklist": list(outcome.checklist),
                       "duration_s": round(float(duration_s), 3), "ended": now_iso()})
 
-    def end(self, exit_status: int, unreached: int = 0) -> None:
-        """`unreached`: collected tests the run stopped before (-x, Ctrl-C): the run is then incomplete."""
-        self._append({"type": "end", "ended": now_iso(), "exit_status": int(exit_status), "unreached": unreached})
+    def end(self, exit_status: int, unreached: int = 0, signal: str | None = None) -> None:
+        """`unreached`: collected tests the run stopped before (-x, Ctrl-C): the run is then incomplete.
+        `signal`: the signal that stopped the run ("SIGTERM"), when one did."""
+        record: dict[str, Any] = {"type": "end", "ended": now_iso(), "exit_status": int(exit_status),
+                                  "unreached": unreached}
+        if signal:
+            record["signal"] = signal
+        self._append(record)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class RunRecord:
     exit_status: int | None
     truncated: bool  # the last line did not parse (the run was killed mid-write) and was ignored
     unreached: int = 0  # tests the run stopped before
+    signal: str | None = None  # the signal that stopped it ("SIGTERM"), from the end line
 
 
 def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
@@ -163,7 +169,7 @@ def read_results(path: Path) -> RunRecord:
                            f"{RESULTS_SCHEMA_VERSION}: rebuild the reports with the harness version that ran it")
     outcomes: list[Outcome] = []
     timings: list[Timing] = []
-    ended, exit_status, unreached = None, None, 0
+    ended, exit_status, unreached, stopped_by = None, None, 0, None
     for number, rec in parsed[1:]:
         kind = rec.get("type")
         if kind == "outcome":
@@ -174,6 +180,7 @@ def read_results(path: Path) -> RunRecord:
             ended = rec["ended"] if isinstance(rec.get("ended"), str) else "unknown"
             exit_status = rec.get("exit_status") if isinstance(rec.get("exit_status"), int) else None
             unreached = rec.get("unreached") if isinstance(rec.get("unreached"), int) else 0
+            stopped_by = rec.get("signal") if isinstance(rec.get("signal"), str) else None
         # other types are ignored: a later minor addition must not stop older readers
     return RunRecord(header=header, outcomes=outcomes, timings=timings, ended=ended, exit_status=exit_status,
-                     truncated=truncated, unreached=unreached)
+                     truncated=truncated, unreached=unreached, signal=stopped_by)
