@@ -37,7 +37,7 @@ from iec62443_harness.target import (
     resolve_secret,
     search_path,
 )
-from iec62443_harness.verdicts import Outcome, Verdict
+from iec62443_harness.verdicts import Outcome, Verdict, compensation, countermeasure_map
 
 BACKSTOP_S = 900.0  # per-test time-out when none is configured: drivers time out long before, this catches bugs
 
@@ -324,14 +324,9 @@ def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
         return None
     callspec = getattr(item, "callspec", None)
     interface = callspec.params.get("interface") if callspec else None
-    found = []
-    for row in rows:
-        match = [cm.justification for cm in item.config.stash[STATE].targets[target].spec.countermeasures
-                 if row in cm.rows and (not cm.interfaces or interface in cm.interfaces)]
-        if not match:
-            return None
-        found.append(match[0])
-    return found[0]
+    cms = countermeasure_map(item.config.stash[STATE].targets[target].spec.countermeasures)
+    found = [compensation(row, interface, cms) for row in rows]  # the rollup's own decision, row by row
+    return found[0] if all(found) else None
 
 
 def _redact_report(report: pytest.TestReport) -> None:
@@ -423,11 +418,7 @@ def _open_reports(state: HarnessState, config: pytest.Config) -> None:
             raise pytest.UsageError(f"cannot write reports to {run_dir}: {exc.strerror}; make the folder "
                                     "writable or pass --reports-dir DIR") from None
         spec = loaded.spec
-        countermeasures = {}
-        for cm in spec.countermeasures:
-            for row in cm.rows:
-                for iface in cm.interfaces or [None]:
-                    countermeasures[f"{row}|{iface}" if iface else row] = cm.justification
+        countermeasures = countermeasure_map(spec.countermeasures)
         writer.header({
             "harness_version": __version__, "run_id": state.run_id, "target": loaded.name,
             "target_file": str(loaded.path), "identity": spec.identity.model_dump(),
