@@ -152,13 +152,23 @@ class Secret(str):
 EnvRef = Annotated[str, Field(pattern=_ENV_REF.pattern, description="${ENV_VAR}: never a literal secret")]
 
 
+Purpose = Literal["normal", "lockout_test", "password_test"]
+
+
 class Account(Strict):
     username: str
     password: EnvRef | None = None
     private_key_file: EnvRef | None = Field(None, description="${ENV_VAR} holding the path of a key file")
     role: str
-    purpose: Literal["normal", "lockout_test", "password_test"] = Field(
-        "normal", description="dedicated accounts the destructive credential tests may lock or change")
+    purpose: Purpose | list[Purpose] = Field(
+        "normal", description="dedicated accounts the destructive credential tests may lock or change; a list "
+        "when one account must serve several (a device with a single account: [normal, lockout_test] lets the "
+        "lockout tests lock the administrator, only where it unlocks by itself in time, never where only an "
+        "administrator could unlock it)")
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        return (self.purpose,) if isinstance(self.purpose, str) else tuple(self.purpose)
 
 
 # --- what the device claims: essential function, policies, services
@@ -313,7 +323,10 @@ class SafeState(Strict):
 
 class Budget(Strict):
     examples: int = Field(2000, ge=1)
-    seconds: float = Field(30.0, gt=0)
+    seconds: float = Field(30.0, gt=0, description="time spent fuzzing, restorations after known failures included")
+    shrink_seconds: float | None = Field(None, gt=0, description="time the whole campaign may spend bringing its "
+                                         "findings down to minimal, verified inputs (default: twice `seconds`, at "
+                                         "least 15 s); a finding left when it is spent is reported as found")
 
 
 class Safety(Strict):
@@ -362,9 +375,18 @@ class Emulator(Strict):
 
 
 class Recovery(Strict):
+    """How a device that stopped answering (or lost its essential function) gets back to normal. The harness
+    needs it before a test after a fault, and between fuzz cases: a failure is shrunk and verified only on a
+    device brought back to normal, and a campaign goes on after a finding only once the device is back."""
+
     command: str | None = Field(None, description="command that restores the device, e.g. a power cycle; "
                                 "${VAR} references are resolved (and redacted) at run time")
-    wait_s: float = Field(10.0, gt=0, le=600)
+    wait_s: float = Field(10.0, gt=0, le=600, description="how long the device may take to answer after the "
+                          "command (or an emulator's restart) returned")
+    self_recovery_s: float | None = Field(
+        None, gt=0, le=600, description="the device comes back by itself within this long (a watchdog restart, a "
+        "listener that backs off, a task that resumes): the harness waits up to this long for it to answer again "
+        "(and its essential function to run) before it runs `command`, or gives up when there is none")
 
 
 class Syslog(Strict):
