@@ -171,15 +171,16 @@ safety:
   allow_fuzzing: true
   allow_floods: true
   max_rate_per_s: {rate}
+  storms: {{step_s: 1.0}}
   fuzz_budget: {{modbus_tcp: {{examples: {examples}, seconds: {seconds}, shrink_seconds: {shrink}}}}}
 recovery: {{self_recovery_s: {wait}}}
 """
 
 
-def target_text(device: FlawedDevice, *, examples: int = 300, seconds: float = 30.0, shrink: float = 20.0,
+def target_text(device: FlawedDevice, *, examples: int = 75, seconds: float = 30.0, shrink: float = 20.0,
                 wait: float = 5.0, rate: float = 10000) -> str:
     """The device's target file: it comes back by itself within `wait` s, and says so. The budget is counted
-    in examples (100 a group), so that a busy machine runs the same cases, only slower."""
+    in examples (25 a group of 128 cases), so that a busy machine runs the same cases, only slower."""
     gap = max(device.high_s, device.low_s) + 0.25
     return TARGET.format(port=device.port, high=device.high_s, low=device.low_s, gap=gap, examples=examples,
                          seconds=seconds, shrink=shrink, wait=wait, rate=rate)
