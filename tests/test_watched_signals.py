@@ -82,3 +82,31 @@ def test_with_no_other_way_the_evidence_says_the_monitor_shares_the_attacked_cha
     assert monitor.via == "modbus_tcp"
     assert any("shares the attacked channel" in line and "essential_function.also" in line
                for line in evidence.lines())
+
+
+def test_an_ssh_command_signal_watches_the_emulated_plc() -> None:
+    """The coil as `read co 0 1` shows it over the management shell, run as an ordinary account: the way to see
+    the function of a device whose only fieldbus is the one under attack."""
+    from iec62443_harness.fixtures.target import TargetRun
+    from iec62443_harness.target import WatchedSignal, find_target_file, load_target
+
+    path = find_target_file("sim-plc")
+    spec = load_target(path)
+    also = [WatchedSignal.model_validate({
+        "via": "ssh", "account": "viewer", "jitter_s": 0.6, "max_gap_s": 2.8,
+        "signal": {"kind": "command", "command": "read co 0 1", "pattern": r"\b([01])\s*$", "period_s": 1.5}})]
+    ef = spec.essential_function.model_copy(update={"via": ["modbus_rtu"], "also": also})
+    run = TargetRun("sim-plc", path, spec.model_copy(update={"essential_function": ef}))
+    run.start()
+    try:
+        evidence = Evidence()
+        monitor = monitor_for(run.registry, evidence, attacked="modbus_rtu")
+        assert monitor.via == "ssh"
+        with monitor:
+            monitor.wait_running()
+            time.sleep(2.5)
+    finally:
+        run.stop()
+    assert monitor.result is not None and monitor.result.ok and monitor.result.transitions >= 2, \
+        monitor.result and monitor.result.summary()
+    assert any("value = " in line for line in evidence.lines())
