@@ -413,8 +413,11 @@ def test_host_key_pin_is_checked(server):
     assert driver(srv, ev, host_key_fingerprint=HOST_KEY.fingerprint).try_login("admin", PASSWORD).outcome \
         is LoginOutcome.ACCEPTED
     assert any("matches the pin" in line for line in ev.lines())
-    with pytest.raises(HostKeyMismatch, match="is not the pinned SHA256:AAAA"):
+    with pytest.raises(HostKeyMismatch, match=r"is not a pinned one \(SHA256:AAAA"):
         driver(srv, host_key_fingerprint="SHA256:" + "A" * 43).try_login("admin", PASSWORD)
+    # a server has several host keys: a list pins each of them
+    pins = ["SHA256:" + "B" * 43, HOST_KEY.fingerprint]
+    assert driver(srv, host_key_fingerprint=pins).try_login("admin", PASSWORD).outcome is LoginOutcome.ACCEPTED
 
 
 def test_failed_login_is_fast(server):
