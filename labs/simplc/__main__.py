@@ -10,10 +10,11 @@ fail; NAME is modbus_tcp, ssh, debug or telnet), `--prefer NAME=PORT` (listen th
 `--parent-pid PID` (exit when that process is no longer the parent). TCP services listen on 127.0.0.1, on
 free ports picked in 20000-31999 (below the ephemeral range).
 
-Every exit path cleans up: on SIGINT, SIGTERM, SIGHUP or the parent's death (the launcher makes SIGTERM the
-parent-death signal, and the device also polls its parent) the device first removes the ready file, the
-control socket and the files it made in the run dir, then stops its services; a device whose parent is gone
-removes the whole run dir (nobody else will). If stopping hangs, it exits hard after `HARD_EXIT_S`.
+Every exit path cleans up: on SIGINT, SIGTERM, SIGHUP or the parent's death (the launcher makes SIGUSR1 the
+parent-death signal, so that it means exactly that; the device also polls its parent) the device first
+removes the ready file, the control socket and the files it made in the run dir, then stops its services;
+a device whose parent is gone removes the whole run dir (nobody else will). If stopping hangs, it exits
+hard after `HARD_EXIT_S`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from iec62443_harness.labs.simplc.canbus import CanNode
 from iec62443_harness.labs.simplc.debug_service import serve_debug
 from iec62443_harness.labs.simplc.device import Device, provision_passwords
 from iec62443_harness.labs.simplc.faults import check_name, serve_control
+from iec62443_harness.labs.simplc.firmware import VendorKit, payload_for
 from iec62443_harness.labs.simplc.modbus import ModbusRtuLine, ModbusService, ModbusTcpServer
 from iec62443_harness.labs.simplc.profile import load_profile
 
@@ -50,6 +52,7 @@ PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet")
 PORT_TRIES = 40
 PARENT_POLL_S = 0.5
 HARD_EXIT_S = 5.0
+PARENT_DEATH_SIGNAL = signal.SIGUSR1  # what the launcher asks the kernel to send when the harness dies
 
 
 def _name_port(text: str) -> tuple[str, int]:
@@ -175,6 +178,13 @@ async def serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # from the start: a stop at any time cleans up
         loop.add_signal_handler(sig, stop.set)
+    orphan = asyncio.Event()  # the parent-death signal: the kernel sends it before getppid() shows the change
+
+    def parent_died() -> None:
+        orphan.set()
+        stop.set()
+
+    loop.add_signal_handler(PARENT_DEATH_SIGNAL, parent_died)
     profile = load_profile(args.profile)
     try:
         check_name(args.fault)
@@ -183,16 +193,19 @@ async def serve(args: argparse.Namespace) -> None:
     required, preferred = dict(args.port), dict(args.prefer)
     run_dir = RunDir(args.run_dir, args.ready_file)
     try:
-        await _serve(args, profile, required, preferred, run_dir, parent, stop, t0)
+        await _serve(args, profile, required, preferred, run_dir, parent, stop, orphan, t0)
     finally:
-        run_dir.remove(orphaned=os.getppid() != parent)
+        run_dir.remove(orphaned=orphan.is_set() or os.getppid() != parent)
 
 
 async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int], preferred: dict[str, int],
-                 run_dir: RunDir, parent: int, stop: asyncio.Event, t0: float) -> None:
+                 run_dir: RunDir, parent: int, stop: asyncio.Event, orphan: asyncio.Event, t0: float) -> None:
     loop = asyncio.get_running_loop()
     passwords = provision_passwords(profile, dict(os.environ))
-    device = Device(profile, passwords, syslog=args.syslog)
+    kit = VendorKit()  # the emulator is its own vendor: the device keeps only the public key
+    device = Device(profile, passwords, syslog=args.syslog, vendor_key=kit.public)
+    running = profile.firmware_version
+    device.firmware.reference = kit.sign("firmware", running, payload_for(running))  # the self-test's known answer
     device.faults.set(args.fault)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(device.audit.close)
@@ -231,19 +244,32 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
         stack.push_async_callback(loop.run_in_executor, None, ssh.close)
         console = await loop.run_in_executor(None, serve_console, device)
         stack.push_async_callback(loop.run_in_executor, None, console.close)
+        endpoints: dict[str, dict[str, Any]] = {
+            "modbus_tcp": {"host": HOST, "port": tcp.port},
+            "modbus_rtu": {"url": rtu.path},
+            "can": {"channel": can.path},
+            "ssh": {"host": HOST, "port": ssh.port},
+            "console": {"url": console.path},
+        }
+        if profile.telnet_login:
+            from iec62443_harness.labs.simplc.telnet import serve_telnet
 
+            telnet_sock = open_port("telnet", required.get("telnet"), preferred.get("telnet"), _listen_socket)
+            telnet = serve_telnet(device, telnet_sock)
+            stack.push_async_callback(loop.run_in_executor, None, telnet.close)
+            endpoints["telnet"] = {"host": HOST, "port": telnet.port}
+        device.interfaces.update(_interfaces(endpoints, extra))
+
+        from iec62443_harness.labs.simplc.inventory import sbom
+
+        files = kit.write(run_dir.path, running, sbom(device), run_dir.file)
         secrets = {spec.env: passwords[spec.username] for spec in profile.accounts}
         info = {
             "profile": profile.name,
             "pid": os.getpid(),
-            "endpoints": {
-                "modbus_tcp": {"host": HOST, "port": tcp.port},
-                "modbus_rtu": {"url": rtu.path},
-                "can": {"channel": can.path},
-                "ssh": {"host": HOST, "port": ssh.port},
-                "console": {"url": console.path},
-            },
+            "endpoints": endpoints,
             "secrets": secrets,
+            "files": files,
             "control": control_path,
             "extra_services": extra,
             "started_s": round(time.monotonic() - t0, 3),
@@ -259,10 +285,31 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
         await stop.wait()
         watcher.cancel()
         # Files first (quick, and what matters if the rest hangs), then the services; never hang for good.
-        run_dir.remove(orphaned=os.getppid() != parent)
+        run_dir.remove(orphaned=orphan.is_set() or os.getppid() != parent)
         backstop = threading.Timer(HARD_EXIT_S, os._exit, (1,))
         backstop.daemon = True  # never keeps a device that stopped cleanly alive
         backstop.start()
+
+
+def _interfaces(endpoints: dict[str, dict[str, Any]], extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What `config show` reports of each interface: protocol, where (host and port, or line), enabled."""
+    protocols = {"modbus_tcp": "modbus-tcp", "modbus_rtu": "modbus-rtu", "can": "can-slcan", "ssh": "ssh",
+                 "console": "serial-console", "telnet": "telnet"}
+    out: dict[str, dict[str, Any]] = {}
+    for name, protocol in protocols.items():
+        where = endpoints.get(name)
+        if where is None:
+            out[name] = {"protocol": protocol, "enabled": False}
+            continue
+        line = where.get("url") or where.get("channel")
+        out[name] = {"protocol": protocol, **({"line": line} if line else {"host": where["host"],
+                                                                            "port": where["port"]}), "enabled": True}
+    out["sftp"] = {"protocol": "sftp (ssh subsystem)", "host": endpoints["ssh"]["host"],
+                   "port": endpoints["ssh"]["port"], "enabled": True}
+    if "debug" in extra:  # running, but the firmware's own report does not declare it
+        out["debug"] = {"protocol": "debug-monitor", "host": extra["debug"]["host"], "port": extra["debug"]["port"],
+                        "enabled": True, "undeclared": True}
+    return out
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -7,7 +7,7 @@ RTU read, an SSH password login as admin, a CAN heartbeat, a console login promp
 prompt where the profile opens one). Only then does it select the requested fault and return. `stop()` ends
 the whole process group (SIGTERM, then SIGKILL after a grace period) and removes the run directory; every
 device still running when the interpreter exits is stopped too. A device whose parent dies (even by
-SIGKILL) gets SIGTERM from the kernel (its parent-death signal), removes its run directory and stops.
+SIGKILL) gets SIGUSR1 from the kernel (its parent-death signal), removes its run directory and stops.
 
 `options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023, "telnet": 15024}}` to require fixed ports;
 otherwise free ports are picked in 20000-31999.
@@ -51,11 +51,12 @@ _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 _running: set[SimplcRunning] = set()
 
 
-def _term_with_parent() -> None:
-    """`preexec_fn`: the kernel sends SIGTERM when the forking thread ends (the harness killed, even by
-    SIGKILL); the device then removes its run directory and stops (and exits hard if stopping hangs)."""
+def _signal_parent_death() -> None:
+    """`preexec_fn`: the kernel sends SIGUSR1 (the device's "parent gone") when the forking thread ends (the
+    harness killed, even by SIGKILL); the device then removes its run directory and stops, exiting hard if
+    stopping hangs. SIGUSR1's default action kills a device that has not set up its handler yet."""
     if _libc is not None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
 
 
 def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | None = None,
@@ -120,7 +121,7 @@ class SimplcRunning:
         try:
             with open(log, "wb") as out:
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                              env=env, start_new_session=True, preexec_fn=_term_with_parent,
+                                              env=env, start_new_session=True, preexec_fn=_signal_parent_death,
                                               pass_fds=(ready_w,))
         finally:
             os.close(ready_w)
@@ -167,6 +168,8 @@ class SimplcRunning:
     def _check_interfaces(self) -> None:
         checks = {"modbus_tcp": self._check_modbus_tcp, "modbus_rtu": self._check_modbus_rtu,
                   "ssh": self._check_ssh, "can": self._check_can, "console": self._check_console}
+        if "telnet" in self.endpoints:
+            checks["telnet"] = self._check_telnet
         with ThreadPoolExecutor(len(checks)) as pool:
             futures = {name: pool.submit(check) for name, check in checks.items()}
         for name, future in futures.items():
@@ -220,6 +223,13 @@ class SimplcRunning:
         self.fault = name
 
     # --- readiness: each interface must really answer
+
+    def _check_telnet(self) -> None:
+        ep = self.endpoints["telnet"]
+        with socket.create_connection((ep["host"], ep["port"]), timeout=CHECK_TIMEOUT_S) as sock:
+            seen = _read_until(sock, CONSOLE_PROMPT)
+        if CONSOLE_PROMPT not in seen:
+            raise OSError(f"no login prompt, got {seen[-60:]!r}")
 
     def _check_modbus_tcp(self) -> None:
         ep = self.endpoints["modbus_tcp"]
@@ -290,6 +300,16 @@ class SimplcRunning:
                 seen += port.read(256)
         if CONSOLE_PROMPT not in seen:
             raise OSError(f"no login prompt after CR, got {seen[-60:]!r}")
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    seen, deadline = b"", time.monotonic() + CHECK_TIMEOUT_S
+    while marker not in seen and time.monotonic() < deadline:
+        chunk = sock.recv(256)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def _last_line(log: Path) -> str:
