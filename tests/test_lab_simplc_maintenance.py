@@ -214,6 +214,8 @@ def test_sftp_folders_and_rights_by_role(sl2: labs.Running) -> None:
                 sftp.open("/log/audit.log", "rb")
             with pytest.raises(PermissionError):
                 sftp.listdir("/log")
+            with pytest.raises(PermissionError):
+                sftp.stat("/log/audit.log")
     with Client(sl2, "admin") as admin, admin.sftp() as sftp:
         with pytest.raises(PermissionError):
             sftp.open("/log/audit.log", "wb").write(b"{}")

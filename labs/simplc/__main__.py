@@ -325,6 +325,7 @@ def _announce(info: dict[str, Any], show_secrets: bool) -> None:
         lines.append(f"  {name:<11} " + (f"{where['host']}:{where['port']}" if "port" in where
                                           else where.get("url") or where.get("channel")))
     lines.append(f"  {'control':<11} {info['control']}")
+    lines += [f"  {var} = {path}" for var, path in info.get("files", {}).items()]
     if show_secrets:
         lines += [f"  {env} = {password}" for env, password in info["secrets"].items()]
     print("\n".join(lines), flush=True)

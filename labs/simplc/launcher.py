@@ -195,7 +195,9 @@ class SimplcRunning:
 
     def restart(self) -> None:
         """Power cycle: the same profile, fault, passwords and, where still free, the same TCP ports.
-        The ptys (modbus_rtu, can, console) get new paths: read `endpoints` again."""
+        The ptys (modbus_rtu, can, console) get new paths: read `endpoints` again. Nothing else survives: the
+        firmware is the profile's version again, /update and /backup are empty, the audit log is new, and
+        the vendor kit is made afresh with a new vendor key: read `files` again."""
         preferred = {"modbus_tcp": self.endpoints.get("modbus_tcp", {}).get("port"),
                      "ssh": self.endpoints.get("ssh", {}).get("port"),
                      "debug": self.extra_services.get("debug", {}).get("port"),

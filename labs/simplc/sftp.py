@@ -129,7 +129,8 @@ class DeviceSFTP(paramiko.SFTPServerInterface):
         if files.is_folder(path):
             return _attributes(posixpath.basename(path) or "/", 0, 0, True, False)
         try:
-            needs(path, False)
+            if not self._allowed(needs(path, False)):
+                return SFTP_PERMISSION_DENIED
             data = files.read(path)
         except FileError as exc:
             return _CODES[exc.code]
