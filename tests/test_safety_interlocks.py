@@ -172,3 +172,11 @@ def test_a_halt_ends_with_the_test_it_stopped() -> None:
     second = run.guard("modbus_tcp")
     assert second is not first and second.halted is None
     assert second.bucket is first.bucket  # one rate bucket per interface for the whole run
+
+
+def test_safe_state_is_judged_right_at_a_low_rate_cap(tmp_path: Path) -> None:
+    """At 20 requests/s the first read after the silence is the master talking again: the outputs are read in
+    that one request, so a device that leaves its safe state on hearing the master still passes."""
+    target = _variant(tmp_path, "sim-plc", "slow", **{"safety.max_rate_per_s": 20})
+    outcomes = _run(target, tmp_path, "deterministic_output")
+    assert [v for results in outcomes.values() for v, _ in results] == ["pass"], outcomes
