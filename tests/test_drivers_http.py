@@ -265,3 +265,16 @@ def test_session_id_analysis() -> None:
 def test_plain_http_has_no_certificate() -> None:
     with pytest.raises(InterfaceUnavailable):
         driver("http://127.0.0.1:9").peer_certificate()
+
+
+def test_the_login_surface_takes_the_web_interface(app: WebApp) -> None:
+    from iec62443_harness.fixtures.drivers.errors import DriverError
+    from iec62443_harness.fixtures.login import LoginSurface
+
+    surface = LoginSurface("https", driver(app.base_url))
+    assert surface.attempt(*ADMIN).accepted
+    refused = surface.attempt("admin", "wrong")
+    assert not refused.accepted and refused.outcome == "REJECTED"
+    confused = LoginSurface("https", driver(app.base_url, login={**LOGIN, "failure_marker": "nothing like it"}))
+    with pytest.raises(DriverError, match="neither accepted nor refused"):
+        confused.attempt("admin", "wrong")  # an answer no marker describes is no refusal
