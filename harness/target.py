@@ -123,12 +123,130 @@ class Console(Strict):
     timeouts: Timeouts = Timeouts(connect_s=2.0, reply_s=2.0)
 
 
+# --- the web-management interface (https, or plain http): its login form or API described as data
+
+
+WebPath = Annotated[str, Field(pattern=r"^/", description="a path on the device, starting with /")]
+_SHA256_HEX = r"^(?:[0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$"
+
+
+class WebRequest(Strict):
+    """One request the harness may send, e.g. a harmless setting written back with its own value."""
+
+    path: WebPath
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    encoding: Literal["form", "json"] = "form"
+    fields: dict[str, str | int | float | bool] = Field(default_factory=dict, description="body fields (query "
+                                                        "parameters for GET)")
+    done_marker: Regex | None = Field(None, description="regular expression in a 2xx answer that says it was done; "
+                                      "without it any 2xx counts as done")
+    refused_status: list[int] = Field([401, 403], description="statuses that mean no (CSRF failures are often "
+                                      "400, 419 or 422: add them when the device uses them)")
+    refused_marker: Regex | None = Field(None, description="regular expression of a refusal in the body")
+
+
+class WebLogin(Strict):
+    """How a user logs in: a form (or a JSON API) at `path`, and what the answers say."""
+
+    path: WebPath = Field("/login", description="the login page (GET) and where the form is sent")
+    action: WebPath | None = Field(None, description="where the form is sent when it is not `path`")
+    method: Literal["POST", "GET"] = "POST"
+    encoding: Literal["form", "json"] = "form"
+    username_field: str = "username"
+    password_field: str = "password"
+    extra_fields: dict[str, str] = Field(default_factory=dict, description="sent with every login, e.g. a realm")
+    success_marker: Regex = Field(description="regular expression in the answer (after same-origin redirects) "
+                                  "to a login that was accepted")
+    failure_marker: Regex = Field(description="regular expression in the answer to a login that was refused; an "
+                                  "answer matching neither marker decides nothing (ERROR)")
+    lockout_marker: Regex | None = Field(None, description="regular expression in the answer once the account "
+                                         "is locked")
+    logout: WebRequest | None = Field(None, description="the request that ends the session")
+    session_probe: WebPath | None = Field(None, description="a page only a logged-in user is shown (GET)")
+    session_probe_marker: Regex | None = Field(None, description="regular expression on that page while logged in")
+
+    @model_validator(mode="after")
+    def _probe(self) -> WebLogin:
+        if (self.session_probe is None) != (self.session_probe_marker is None):
+            raise ValueError("session_probe and session_probe_marker go together: the page, and what shows on "
+                             "it while logged in")
+        return self
+
+
+class Csrf(Strict):
+    """Where the device's anti-CSRF token comes from and how a request carries it back."""
+
+    source: Literal["form", "cookie", "header"] = Field(description="form: <input name=NAME value=...> (or <meta "
+                                                        "name=NAME content=...>) on `page`; cookie: a cookie NAME; "
+                                                        "header: a response header NAME of the login")
+    name: str
+    page: WebPath | None = Field(None, description="the page that carries the token (form source)")
+    send_header: str | None = Field(None, description="send the token in this request header instead of a body "
+                                    "field named `name`")
+
+    @model_validator(mode="after")
+    def _page(self) -> Csrf:
+        if self.source == "form" and self.page is None:
+            raise ValueError("a token read from a form needs `page`: the page that carries it")
+        return self
+
+
+class Web(Strict):
+    base_url: str | None = Field(None, pattern=r"^https?://[^/?#]+$", description="scheme, host and port only, "
+                                 "e.g. https://192.0.2.10:443")
+    login: WebLogin | None = Field(None, description="the login form or API; without it the suites that need a "
+                                   "login are manual")
+    session_cookie: str | None = Field(None, description="the name of the cookie that carries the session")
+    csrf: Csrf | None = None
+    protected_action: WebRequest | None = Field(
+        None, description="a state-changing request an administrator may send and a viewer must be refused "
+        "(CR 2.1); CR 3.8 sends it without its CSRF token from a foreign origin. Choose one that is harmless to "
+        "repeat (writing a setting back with its current value): it is sent only with safety.allow_config_changes")
+    session_samples: int = Field(64, ge=16, le=1024, description="logins made to judge session identifiers")
+    timeouts: Timeouts = Timeouts(connect_s=3.0, reply_s=5.0)
+
+
+class Https(Web):
+    certificate_sha256: str | list[str] | None = Field(
+        None, description="SHA-256 fingerprint of the certificate the device presents (hex, colons optional), or a "
+        "list; pinned when given: a mismatch stops every https test before a credential is sent")
+    ca_file: str | None = Field(None, description="PEM file of the CA that issued the device's certificate: the "
+                                "chain and the host name are then verified on every connection")
+
+    @field_validator("certificate_sha256")
+    @classmethod
+    def _fingerprints(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for fp in [value] if isinstance(value, str) else value or []:
+            if not re.match(_SHA256_HEX, fp.strip()):
+                raise ValueError(f"{fp!r} is no SHA-256 fingerprint: 64 hex digits, colons optional (openssl x509 "
+                                 "-noout -fingerprint -sha256)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f"{value!r}: interfaces.https takes an https:// URL (plain http goes under http)")
+        return value
+
+
+class Http(Web):
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("http://"):
+            raise ValueError(f"{value!r}: interfaces.http takes an http:// URL (TLS goes under https)")
+        return value
+
+
 class Interfaces(Strict):
     modbus_tcp: ModbusTcp | None = None
     modbus_rtu: ModbusRtu | None = None
     can: Can | None = None
     ssh: Ssh | None = None
     console: Console | None = None
+    https: Https | None = None
+    http: Http | None = None
 
     def declared(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
@@ -136,7 +254,7 @@ class Interfaces(Strict):
 
 INTERFACE_NAMES = tuple(Interfaces.model_fields)
 _ADDRESS_FIELDS = {"modbus_tcp": ("host", "port"), "modbus_rtu": ("url",), "can": ("channel",),
-                   "ssh": ("host", "port"), "console": ("url",)}
+                   "ssh": ("host", "port"), "console": ("url",), "https": ("base_url",), "http": ("base_url",)}
 
 
 # --- accounts and credentials

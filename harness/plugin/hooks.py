@@ -43,7 +43,7 @@ BACKSTOP_S = 900.0  # per-test time-out when none is configured: drivers time ou
 
 # Fixture name -> the interfaces a test using it runs over, when its marker gives no `over=`.
 FIXTURE_INTERFACES = {"modbus": ("modbus_tcp", "modbus_rtu"), "ssh": ("ssh",), "console": ("console",),
-                      "can_bus": ("can",), "login": ("ssh", "console")}
+                      "can_bus": ("can",), "login": ("ssh", "console"), "https": ("https",)}
 
 
 @dataclass
