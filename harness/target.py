@@ -369,9 +369,39 @@ class KnownCredential(Strict):
 
 class Service(Strict):
     name: str
-    interface: str | None = Field(None, description="the interface that provides it, when it is one")
-    port: int | None = Field(None, ge=1, le=65535)
-    protocol: Literal["tcp", "udp"] = "tcp"
+    interface: str | None = Field(None, description="the interface that provides it, when it is one (its port "
+                                  "is then the interface's own, on the interface's host)")
+    port: int | None = Field(None, ge=1, le=65535, description="open on every address the device has")
+    protocol: Literal["tcp", "udp", "can"] = "tcp"
+    can_ids: list[tuple[int, int]] = Field(default_factory=list, description="protocol can: [first, last] "
+                                           "identifiers the device sends")
+
+
+# The UDP ports CR 7.7 probes, each with a request of its protocol: SNMP, Modbus, IPMI/RMCP, SSDP, mDNS,
+# DNP3, EtherNet/IP, BACnet (fixtures/scan.py holds the requests).
+COMMON_UDP_PORTS = (161, 502, 623, 1900, 5353, 20000, 44818, 47808)
+
+
+class Scan(Strict):
+    """How CR 7.7 looks for open services; paced by safety.rates.scan (or max_rate_per_s)."""
+
+    tcp_ports: tuple[int, int] = Field((1, 65535), description="[first, last] ports of the TCP connect scan")
+    udp_ports: list[int] = Field(default_factory=lambda: list(COMMON_UDP_PORTS), description="UDP ports probed "
+                                 "with a request of their protocol (those without one get an empty datagram)")
+    timeout_s: float = Field(1.0, gt=0, le=30, description="wait for a SYN-ACK, a UDP answer or a banner")
+    in_flight: int = Field(256, ge=1, le=4096, description="TCP connects outstanding at once")
+    can_listen_s: float = Field(5.0, gt=0, le=300, description="how long to note the CAN identifiers the device "
+                                "sends (longer than its slowest periodic message)")
+
+
+class Network(Strict):
+    """A network the device is attached to (CR 5.1 segmentation, CR 7.7 scans each address)."""
+
+    address: str = Field(description="the device's own address on this network")
+    namespace: str | None = Field(None, description="the network namespace the harness reaches it from "
+                                  "(None: the harness host's own); an emulator fills it in")
+    peer: str | None = Field(None, description="an address of the harness on this network, routed through the "
+                             "device to the others: CR 5.1 sends there from another network and listens here")
 
 
 # --- what the harness may do
@@ -447,10 +477,12 @@ class Safety(Strict):
 
     @field_validator("rates", "fuzz_budget")
     @classmethod
-    def _known_interfaces(cls, value: dict) -> dict:
-        unknown = [k for k in value if k not in INTERFACE_NAMES]
+    def _known_interfaces(cls, value: dict, info: ValidationInfo) -> dict:
+        # `scan` has a rate of its own (CR 7.7 port scans): a lab scans fast without raising the request cap
+        allowed = (*INTERFACE_NAMES, "scan") if info.field_name == "rates" else INTERFACE_NAMES
+        unknown = [k for k in value if k not in allowed]
         if unknown:
-            raise ValueError(f"{unknown[0]!r} is not an interface; use one of {', '.join(INTERFACE_NAMES)}")
+            raise ValueError(f"{unknown[0]!r} is not an interface; use one of {', '.join(allowed)}")
         return value
 
     def rate_for(self, interface: str) -> float:
@@ -501,6 +533,9 @@ class TargetSpec(Strict):
     essential_function: EssentialFunction | None = None
     safe_state: SafeState | None = Field(None, description="outputs on loss of communication (CR 3.6)")
     services: list[Service] = Field(default_factory=list, description="what the vendor declares open (CR 7.7)")
+    scan: Scan = Scan()
+    networks: dict[str, Network] = Field(default_factory=dict, description="the networks the device is attached "
+                                         "to by name (CR 5.1, CR 7.7)")
     policies: Policies = Policies()
     shell: Shell = Shell()
     safety: Safety = Safety()
@@ -540,10 +575,14 @@ class TargetSpec(Strict):
         """The same target with interface addresses filled in (by an emulator that picked them)."""
         updated = {}
         for name, fields in endpoints.items():
-            iface = getattr(self.interfaces, name, None)
+            iface = getattr(self.interfaces, name, None) if name in INTERFACE_NAMES else None
             if iface is not None:
                 updated[name] = iface.model_copy(update=fields)
-        return self.model_copy(update={"interfaces": self.interfaces.model_copy(update=updated)})
+        # an emulated device's networks exist only where its emulator attached them (and named the namespace)
+        given = endpoints.get("networks", {})
+        networks = {name: net.model_copy(update=given[name]) for name, net in self.networks.items() if name in given}
+        return self.model_copy(update={"interfaces": self.interfaces.model_copy(update=updated),
+                                       "networks": networks})
 
 
 # --- loading
