@@ -93,27 +93,34 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], d
 
 def check_shape(matrix: dict[str, Any]) -> None:
     """The documented shape of matrix.json (docs/report-schema.md)."""
-    assert (matrix["schema"], matrix["schema_version"]) == (MATRIX_SCHEMA, 1)
+    assert (matrix["schema"], matrix["schema_version"]) == (MATRIX_SCHEMA, 2)
     assert set(matrix) == {"schema", "schema_version", "generated", "run", "summary", "rows", "tests"}
     assert set(matrix["generated"]) == {"at", "harness_version", "catalogue_sha256"}
     run = matrix["run"]
     assert set(run) == {"harness_version", "run_id", "target", "target_file", "identity", "component_type", "sl_t",
-                        "config", "countermeasures", "started", "ended", "exit_status", "complete",
-                        "truncated_line", "command", "notes"}
+                        "config", "countermeasures", "started", "ended", "exit_status", "complete", "partial",
+                        "deselected", "selected_paths", "truncated_line", "gate", "command", "notes", "merged_from",
+                        "environment"}
     assert isinstance(run["complete"], bool) and isinstance(run["truncated_line"], bool)
+    assert isinstance(run["partial"], bool) and not (run["partial"] and run["complete"])
+    assert run["gate"] in ("sl-t", "any", "none")
     assert isinstance(run["config"], dict) and all(isinstance(n, str) for n in run["notes"])
     summary = matrix["summary"]
     assert set(summary["counts"]) == VERDICTS and sum(summary["counts"].values()) == len(matrix["rows"])
     assert summary["rows"] == len(matrix["rows"]) and summary["tests"] == len(matrix["tests"])
-    for key in ("sl_c", "sl_c_manual_accepted", "meets_sl_t", "fr_titles"):
+    for key in ("sl_t_by_fr", "sl_c", "sl_c_manual_accepted", "meets_sl_t", "below_sl_t", "fr_titles"):
         assert list(summary[key]) == list(FRS)
+    assert summary["sl_t"] == max(summary["sl_t_by_fr"].values())
     for fr in FRS:
         assert 0 <= summary["sl_c"][fr] <= summary["sl_c_manual_accepted"][fr] <= 4
-        assert summary["meets_sl_t"][fr] is (summary["sl_c"][fr] >= summary["sl_t"])
+        assert summary["meets_sl_t"][fr] is (summary["sl_c"][fr] >= summary["sl_t_by_fr"][fr])
+        assert summary["meets_sl_t"][fr] is not bool(summary["below_sl_t"][fr])  # the rows that hold it below
+    assert set(summary["gate"]) == {"mode", "holds", "failing", "why"} and summary["gate"]["mode"] == run["gate"]
     test_keys = {"test", "verdict", "reason", "interface", "evidence", "checklist", "duration_s", "ended"}
     for row in matrix["rows"]:
-        assert set(row) == {"id", "fr", "title", "kind", "applies_to", "min_sl", "automation", "note", "verdict",
-                            "reason", "levels", "tests"}
+        assert set(row) == {"id", "fr", "title", "kind", "applies_to", "min_sl", "automation", "verdict",
+                            "reason", "levels", "binds_at_sl_t", "tests"}  # no catalogue note: internal
+        assert row["binds_at_sl_t"] is (row["min_sl"] is not None and row["min_sl"] <= summary["sl_t_by_fr"][row["fr"]])
         assert row["verdict"] in VERDICTS and row["fr"] in FRS
         assert list(row["levels"]) == ["SL1", "SL2", "SL3", "SL4"]
         assert set(row["levels"].values()) <= LEVEL_VALUES
@@ -289,13 +296,17 @@ def test_writer_round_trip(tmp_path: Path) -> None:
 
 def test_summary(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, _, matrix = built
-    lines = summary_lines(matrix)
+    lines = summary_lines(matrix, run_dir)
     assert "complete" in lines[0] and "2 compensated" in lines[1]
-    assert lines[2] == "SL-T 2; SL-C " + " ".join(f"{fr}=0" for fr in FRS)
+    assert lines[2:4] == ["SL-T " + " ".join(f"{fr}=2" for fr in FRS), "SL-C " + " ".join(f"{fr}=0" for fr in FRS)]
+    assert "gate sl-t: FAILS (3 rows fail or error at SL-T: CR 1.11, CR 2.1 RE(1), CR 3.5)" in lines
+    assert any(line.startswith("fails at SL-T: CR 1.11 [fail] console accepted") for line in lines)
+    assert lines[-1] == f"report: {run_dir / 'matrix.html'}"
     console = Console(file=io.StringIO(), width=120, color_system=None)
     print_summary(matrix, run_dir, console)
     shown = console.file.getvalue()
     assert "SL-C, manual accepted" in shown and str(run_dir / "matrix.html") in shown and "2 compensated" in shown
+    assert "fail at SL-T: CR 1.11 Unsuccessful login attempts" in shown and "error at SL-T: CR 3.5" in shown
 
 
 def test_cli_rebuilds(built: tuple[Path, list[Path], dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
