@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {  # name -> (module with main(argv) -> int, what it does)
     "rebuild": ("iec62443_harness.report.__main__", "rebuild a run's matrix files from its results.jsonl"),
+    "merge": ("iec62443_harness.report.merge", "merge runs of one target (machines, workers, -k halves) into one"),
     "diff": ("iec62443_harness.report.diff", "rows whose verdict changed between two runs, SL-C before and after"),
     "replay": ("iec62443_harness.fixtures.fuzz.replay", "replay stored fuzz cases against a target"),
     "simplc": ("iec62443_harness.labs.simplc.__main__", "run the emulated PLC in the foreground"),

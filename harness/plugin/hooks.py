@@ -72,6 +72,7 @@ class HarnessState:
     gate: str = "sl-t"  # which rows decide the exit status (harness.report.gate)
     unjudged_failed: bool = False  # a test that judges no row failed: pytest's own failure, kept
     exit_status: int | None = None  # the gate's exit status, once the reports are written
+    collected: dict[str, list[str]] = field(default_factory=dict)  # target -> judged test ids, collection order
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -197,9 +198,20 @@ def _state(config: pytest.Config) -> HarnessState | None:
     return config.stash.get(STATE, None)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The per-test time-out backstop, also where this project's settings are not loaded (a lab's folder)."""
-    if _state(config) is None or config.getoption("timeout", None) or config.getini("timeout"):
+    """Every judged test in collection order, before -k/-m deselect any (a merge of runs that each ran a part
+    orders its outcomes by it); and the per-test time-out backstop, also where this project's settings are not
+    loaded (a lab's folder)."""
+    state = _state(config)
+    if state is None:
+        return
+    for item in items:
+        if _rows(item):
+            target = _target_of(item)
+            for name in [target] if target else state.targets:
+                state.collected.setdefault(name, []).append(_test_id(item))
+    if config.getoption("timeout", None) or config.getini("timeout"):
         return
     for item in items:
         if item.get_closest_marker("timeout") is None:
@@ -486,6 +498,7 @@ def _open_reports(state: HarnessState, config: pytest.Config) -> None:
             "config": _config_record(spec), "countermeasures": countermeasures, "started": started,
             "command": redact(shlex.join(["pytest", *config.invocation_params.args])), "gate": state.gate,
             "selection": {"deselected": deselected, "paths": paths}, "environment": env,
+            "collected": state.collected.get(loaded.name, []),
         })
         loaded.run_dir, loaded.writer = run_dir, writer
     for name, outcome in state.pending:

@@ -139,6 +139,7 @@ def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> di
     if record.ended is None:
         notes.insert(0, "the run did not finish (no end line in results.jsonl): rows it had not reached show "
                         "as not-tested")
+    notes += [n for n in header.get("notes") or [] if isinstance(n, str)]  # e.g. a merge's
     deselected, paths = _selection(header, record.outcomes)
     partial = bool(deselected or paths)
     if deselected:
