@@ -16,10 +16,11 @@ import jinja2
 from iec62443_harness.catalogue import FRS
 from iec62443_harness.errors import HarnessError
 from iec62443_harness.report.matrix import FR_TITLES, LEVELS, NOT_REQUIRED, build_matrix
-from iec62443_harness.report.results import RESULTS_FILE, read_results
+from iec62443_harness.report.oscal import build_oscal
+from iec62443_harness.report.results import RESULTS_FILE, read_results, redact_all
 from iec62443_harness.verdicts import Verdict
 
-REPORT_FILES = ("matrix.json", "matrix.csv", "matrix.md", "matrix.html", "junit.xml")
+REPORT_FILES = ("matrix.json", "matrix.csv", "matrix.md", "matrix.html", "junit.xml", "oscal-ar.json")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Characters XML 1.0 cannot carry at all (and that a browser shows as garbage): device transcripts can
@@ -212,6 +213,7 @@ def render_all(matrix: dict[str, Any]) -> dict[str, str]:
         "matrix.md": render_markdown(matrix),
         "matrix.html": render_html(matrix),
         "junit.xml": render_junit(matrix),
+        "oscal-ar.json": json.dumps(redact_all(build_oscal(matrix)), indent=2, ensure_ascii=False) + "\n",
     }
 
 
