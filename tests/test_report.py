@@ -136,7 +136,7 @@ def check_shape(matrix: dict[str, Any]) -> None:
 
 def test_every_file_is_written(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, paths, _ = built
-    assert [p.name for p in paths] == list(REPORT_FILES)
+    assert [p.name for p in paths] == [*REPORT_FILES, "manifest.json"]
     assert all(p.parent == run_dir and p.stat().st_size > 0 for p in paths)
     assert not list(run_dir.glob(".*.tmp"))
 

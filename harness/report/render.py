@@ -218,16 +218,20 @@ def render_all(matrix: dict[str, Any]) -> dict[str, str]:
 
 
 def write_reports(run_dir: Path) -> list[Path]:
-    """(Re)build every matrix file of a run folder from its results.jsonl; the paths written, in order.
+    """(Re)build every report file of a run folder from its results.jsonl, then its manifest.json (the hashes of
+    them all); the paths written, in order.
 
     Raises `HarnessError` (one line) when results.jsonl is missing or damaged.
     """
+    from iec62443_harness.report.seal import write_manifest
+
     run_dir = Path(run_dir)
     matrix = build_matrix(read_results(run_dir / RESULTS_FILE))
     written = []
     for name, text in render_all(matrix).items():
         _write_atomic(run_dir / name, text)
         written.append(run_dir / name)
+    written.append(write_manifest(run_dir, matrix, [p.name for p in written]))
     return written
 
 

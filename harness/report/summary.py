@@ -4,6 +4,7 @@ gate, and the rows that fail at SL-T. `print_summary` colours it with rich; `sum
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,10 @@ def print_summary(matrix: dict[str, Any], report_dir: Path, console: Console | N
         console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"reports: [bold]{escape(str(Path(report_dir) / 'matrix.html'))}[/] "
                   "(and matrix.json, .csv, .md, junit.xml, oscal-ar.json, manifest.json)")
+    manifest = Path(report_dir) / "manifest.json"
+    if manifest.is_file():
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        console.print(f"manifest sha256 {digest} (iec62443 seal {escape(str(report_dir))} packs the run as one bundle)")
 
 
 def render_summary(matrix: dict[str, Any], report_dir: Path, colour: bool, width: int) -> str:
