@@ -190,14 +190,35 @@ def test_csv_parses(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
 def test_html_is_self_contained_and_escaped(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, _, matrix = built
     html = (run_dir / "matrix.html").read_text(encoding="utf-8")
+    shown = html.replace("<wbr>", "").replace("&nbsp;", " ")
     for row in matrix["rows"]:
-        assert f">{row['id']}</td>" in html
+        assert f'<td class="id">{row["id"]}</td>' in shown
     for external in ("http://", "https://", "src=", "<link", "@import", "url("):
         assert external not in html
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "Acme &lt;Controls&gt;" in html and "\x1b" not in html and "\\x1b[31m" in html
-    assert html.count("<details>") == sum(1 for r in matrix["rows"] if r["tests"])
+    assert html.count("<details><summary>") == sum(1 for r in matrix["rows"] if r["tests"])
     assert 'class="lvl v-compensated"' in html and 'class="lvl v-not-tested"' in html
+    assert "Gate sl-t: fails." in html and 'id="below-FR1"' in html
+
+
+def test_html_keeps_catalogue_notes_out_and_folds_long_reasons(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
+    run_dir, _, matrix = built
+    html = (run_dir / "matrix.html").read_text(encoding="utf-8")
+    # (one note says what the rollup's own n/a reason says too: that one is not internal)
+    notes = [r.note for r in load_catalogue() if r.note and r.note != "no component-level requirement"]
+    assert "likely bug" in " ".join(notes)
+    for name in ("matrix.html", "matrix.json", "matrix.md", "matrix.csv", "oscal-ar.json"):
+        text = (run_dir / name).read_text(encoding="utf-8")
+        assert not [n for n in notes if n in text], name  # the catalogue's internal notes are no finding
+    from iec62443_harness.report.render import FOLD_AT, _fold
+
+    long = "Modbus has no authentication; " * 3 + "compensating countermeasure: " + "a conduit admits one. " * 20
+    head, rest = _fold(long)
+    assert head.endswith("authentication;") and rest.startswith("compensating countermeasure:")
+    head, rest = _fold("word " * 100)
+    assert len(head) <= FOLD_AT and rest and ("word " * 100).startswith(head)
+    assert '<details class="more">' in html or all(len(r["reason"]) <= FOLD_AT for r in matrix["rows"])
 
 
 def test_junit_parses_with_requirements(built: tuple[Path, list[Path], dict[str, Any]]) -> None:

@@ -19,6 +19,7 @@ from iec62443_harness.report.matrix import FR_TITLES, LEVELS, NOT_REQUIRED, buil
 from iec62443_harness.report.oscal import build_oscal
 from iec62443_harness.report.results import RESULTS_FILE, read_results, redact_all
 from iec62443_harness.verdicts import Verdict
+from markupsafe import Markup, escape
 
 REPORT_FILES = ("matrix.json", "matrix.csv", "matrix.md", "matrix.html", "junit.xml", "oscal-ar.json")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -123,15 +124,44 @@ def _slug(text: str) -> str:
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
                           trim_blocks=True, lstrip_blocks=True)
+def _breakable(row_id: str) -> Markup:
+    """A row id that may wrap after each '/' and before 'RE(n)' (EDR/HDR/NDR 3.10 RE(1)), never inside a
+    clause number: 'NDR 3.10' stays whole."""
+    kinds, _, rest = row_id.partition(" ")
+    number, _, enhancement = rest.partition(" ")
+    head = Markup("/<wbr>").join(escape(k) for k in kinds.split("/")) + Markup("&nbsp;") + escape(number)
+    return head + (Markup(" ") + escape(enhancement) if enhancement else Markup(""))
+
+
+FOLD_AT = 220  # characters of a reason shown before the rest is folded away
+
+
+def _fold(reason: str) -> tuple[str, str]:
+    """A long reason as (what is shown, what is folded): a countermeasure's justification folds first, else the
+    text is cut at the last clause or word boundary before FOLD_AT."""
+    if len(reason) <= FOLD_AT:
+        return reason, ""
+    cut = reason.find("compensating countermeasure:")
+    if 0 < cut <= FOLD_AT:
+        return reason[:cut].rstrip(), reason[cut:]
+    for sep in ("; ", ". ", ", ", " "):
+        at = reason.rfind(sep, 0, FOLD_AT)
+        if at > FOLD_AT // 2:
+            return reason[:at + len(sep)].rstrip(), reason[at + len(sep):]
+    return reason[:FOLD_AT], reason[FOLD_AT:]
+
+
 _ENV.filters["vclass"] = lambda verdict: "v-" + _slug(verdict.replace("/", ""))
 _ENV.filters["slug"] = _slug
+_ENV.filters["breakable"] = _breakable
+_ENV.filters["fold"] = _fold
 
 
 def render_html(matrix: dict[str, Any]) -> str:
     m = _visible(matrix)
     return _ENV.get_template("matrix.html.j2").render(
         m=m, run=m["run"], summary=m["summary"], groups=_by_fr(m), frs=FRS, levels=LEVELS,
-        verdicts=[v.value for v in Verdict])
+        verdicts=[v.value for v in Verdict], rows_by_id={r["id"]: r for r in m["rows"]})
 
 
 # --- JUnit XML
