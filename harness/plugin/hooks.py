@@ -207,10 +207,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if state is None:
         return
     for item in items:
-        if _rows(item):
+        rows = _rows(item)
+        if rows:
             target = _target_of(item)
             for name in [target] if target else state.targets:
                 state.collected.setdefault(name, []).append(_test_id(item))
+            # as record_property would: pytest's own --junitxml names the rows, like the harness's junit.xml
+            callspec = getattr(item, "callspec", None)
+            interface = callspec.params.get("interface") if callspec else None
+            item.user_properties += [("requirement", rid) for rid in rows]
+            item.user_properties += [("interface", interface)] if interface else []
     if config.getoption("timeout", None) or config.getini("timeout"):
         return
     for item in items:
@@ -333,18 +339,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         duration = sum(d for d in item.stash.setdefault(_DURATIONS, []))  # setup + call + teardown
         _record(item.config, _target_of(item), outcome, duration=duration + report.duration)
         item.stash[_RECORDED] = True
-        report.user_properties.append(("verdict", str(verdict)))
+        compensated = verdict is Verdict.FAIL and _compensation(item, rows, reason) is not None
+        report.user_properties.append(("verdict", "compensated" if compensated else str(verdict)))  # as junit.xml
     elif call.when == "call" and report.failed and phases["call"][0] is Verdict.FAIL:
-        justification = _compensation(item, rows)
-        if justification:  # recorded as the FAIL it is; the rollup says "compensated", and so does pytest
+        reason = _compensation(item, rows, phases["call"][1])
+        if reason:  # recorded as the FAIL it is; the rollup says "compensated", and so does pytest
             report.outcome = "skipped"
-            report.longrepr = (str(item.path), item.location[1] or 0,
-                               f"compensated: {phases['call'][1]}; countermeasure: {justification}")
+            report.longrepr = (str(item.path), item.location[1] or 0, f"compensated: {reason}")
+    elif report.skipped and call.when in phases and isinstance(report.longrepr, tuple):
+        # manual, n/a, not-run: a skip to pytest; its message names the verdict, as the harness's junit.xml does
+        verdict, reason, _ = phases[call.when]
+        report.longrepr = (*report.longrepr[:2], f"{verdict}: {reason}" if reason else str(verdict))
     return report
 
 
-def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
-    """The target's countermeasure justification when it covers every row this failing test judges."""
+def _compensation(item: pytest.Item, rows: tuple[str, ...], reason: str) -> str | None:
+    """The compensated reason, as the matrix words it, when the target's countermeasures cover every row this
+    failing test judges."""
     target = _target_of(item)
     if target is None:
         return None
@@ -352,7 +363,10 @@ def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
     interface = callspec.params.get("interface") if callspec else None
     cms = countermeasure_map(item.config.stash[STATE].targets[target].spec.countermeasures)
     found = [compensation(row, interface, cms) for row in rows]  # the rollup's own decision, row by row
-    return found[0] if all(found) else None
+    if not all(found):
+        return None
+    seen = f"{reason}; " if reason else ""
+    return "; ".join(dict.fromkeys(f"{seen}compensating countermeasure: {j}" for j in found))
 
 
 def _redact_report(report: pytest.TestReport) -> None:
