@@ -179,12 +179,13 @@ def test_csv_parses(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     with (run_dir / "matrix.csv").open(newline="", encoding="utf-8") as fh:
         records = list(csv.DictReader(fh))
     assert list(records[0]) == ["id", "fr", "title", "min_sl", "SL1", "SL2", "SL3", "SL4", "verdict", "reason",
-                                "run_complete"]
+                                "run_complete", "binds_at_sl_t"]
     assert {r["run_complete"] for r in records} == {"true"}
     assert [r["id"] for r in records] == [r["id"] for r in matrix["rows"]]
     by_id = {r["id"]: r for r in records}
     assert (by_id["CR 1.11"]["verdict"], by_id["CR 1.11"]["min_sl"], by_id["CR 2.3"]["min_sl"]) == ("fail", "1", "")
     assert by_id["NDR 5.2 RE(3)"]["SL2"] == "not-required"
+    assert (by_id["CR 1.11"]["binds_at_sl_t"], by_id["CR 1.1 RE(2)"]["binds_at_sl_t"]) == ("true", "false")
 
 
 def test_html_is_self_contained_and_escaped(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
@@ -249,6 +250,8 @@ def test_markdown_groups_rows_by_fr(built: tuple[Path, list[Path], dict[str, Any
     positions = [md.index(f"## {fr}: ") for fr in FRS]
     assert positions == sorted(positions) and md.index("## Summary") < md.index("## Security levels") < positions[0]
     assert "| CR 1.1 RE(1) | Unique identification and authentication | 2 | - | not-tested |" in md
+    assert "- Gate sl-t: **fails** (3 rows fail or error at SL-T: CR 1.11, CR 2.1 RE(1), CR 3.5)" in md
+    assert "| SL-T | 2 | 2 | 2 | 2 | 2 | 2 | 2 |" in md and "- FR1: CR 1.1 RE(1), CR 1.2, " in md
 
 
 def test_no_secret_in_any_report(built: tuple[Path, list[Path], dict[str, Any]]) -> None:

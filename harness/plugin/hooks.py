@@ -558,9 +558,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except OSError as exc:
             sys.stderr.write(f"could not point {loaded.run_dir.parent / 'latest'} at this run: "  # type: ignore[union-attr]
                              f"{exc.strerror}\n")
-    # The exit status is the gate's (harness.report.gate): a FAIL above SL-T is reported, not fatal.
-    holds = all(loaded.holds is not False for loaded in state.targets.values())
-    session.exitstatus = state.exit_status = gate_exit(int(exitstatus), holds, state.unjudged_failed)
+    # The exit status is the gate's (harness.report.gate): a FAIL above SL-T is reported, not fatal. A matrix
+    # that could not be written judges nothing: pytest's own status stands then.
+    judged = [loaded.holds for loaded in state.targets.values()]
+    if None not in judged:
+        session.exitstatus = state.exit_status = gate_exit(int(exitstatus), all(judged), state.unjudged_failed)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -580,7 +582,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                                               terminalreporter._tw.fullwidth))
         latest = loaded.run_dir.parent / "latest"  # type: ignore[union-attr]
         if loaded.partial and latest.resolve() != loaded.run_dir.resolve():  # type: ignore[union-attr]
-            terminalreporter.write_line(f"{latest} still names {os.readlink(latest)}, the last run that was not "
+            terminalreporter.write_line(f"{latest} still names {latest.resolve().name}, the last run that was not "
                                         "limited by selection")
     if state.exit_status is not None:
         terminalreporter.write_line(f"exit status {state.exit_status}: gate {state.gate}"

@@ -56,10 +56,11 @@ def render_csv(matrix: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     # run_complete on every line: a filtered or pasted extract still says when the run was cut short
     complete = "true" if matrix["run"]["complete"] else "false"
-    writer.writerow(["id", "fr", "title", "min_sl", *LEVELS, "verdict", "reason", "run_complete"])
+    writer.writerow(["id", "fr", "title", "min_sl", *LEVELS, "verdict", "reason", "run_complete", "binds_at_sl_t"])
     for row in _visible(matrix)["rows"]:
         writer.writerow([row["id"], row["fr"], _cell(row["title"]), "" if row["min_sl"] is None else row["min_sl"],
-                         *(row["levels"][lvl] for lvl in LEVELS), row["verdict"], _cell(row["reason"]), complete])
+                         *(row["levels"][lvl] for lvl in LEVELS), row["verdict"], _cell(row["reason"]), complete,
+                         "true" if row["binds_at_sl_t"] else "false"])
     return out.getvalue()
 
 
@@ -78,7 +79,9 @@ def _md_level(verdict: str) -> str:
 
 
 def _status(run: dict[str, Any]) -> str:
-    return f"complete (exit status {run['exit_status']})" if run["complete"] else "INCOMPLETE"
+    if run["complete"]:
+        return f"complete (pytest's exit status {run['exit_status']})"
+    return "PARTIAL" if run["partial"] else "INCOMPLETE"
 
 
 def render_markdown(matrix: dict[str, Any]) -> str:
@@ -92,15 +95,19 @@ def render_markdown(matrix: dict[str, Any]) -> str:
         f"- Component type: {_md(run['component_type'])}; SL-T {run['sl_t']}",
         f"- Run: {_md(run['run_id'])} ({_md(run['command'])}), harness {_md(run['harness_version'])}",
         f"- Started {_md(run['started'])}, ended {_md(run['ended'] or '-')}: {_md(_status(run))}",
+        f"- Gate {summary['gate']['mode']}: **{'holds' if summary['gate']['holds'] else 'fails'}** "
+        f"({_md(summary['gate']['why'])})",
         *(f"- Note: {_md(note)}" for note in run["notes"]),
         "", "## Summary", "", "| Verdict | Rows |", "| --- | ---: |",
         *(f"| {v} | {n} |" for v, n in summary["counts"].items()),
         "", "## Security levels per FR", "",
         "| | " + " | ".join(FRS) + " |", "| --- |" + " ---: |" * len(FRS),
-        "| SL-T | " + " | ".join(str(summary["sl_t"]) for _ in FRS) + " |",
+        "| SL-T | " + " | ".join(str(summary["sl_t_by_fr"][fr]) for fr in FRS) + " |",
         "| SL-C | " + " | ".join(str(summary["sl_c"][fr]) for fr in FRS) + " |",
         "| SL-C if pending manual rows are accepted | "
         + " | ".join(str(summary["sl_c_manual_accepted"][fr]) for fr in FRS) + " |",
+        "", "Rows that hold SL-C below SL-T (they bind at SL-T and are not met):", "",
+        *(f"- {fr}: {', '.join(_md(r) for r in summary['below_sl_t'][fr]) or 'none'}" for fr in FRS),
     ]
     for group in _by_fr(m):
         lines += ["", f"## {group['fr']}: {group['title']}", "", "SL1-SL4: the row's verdict where it binds, "
