@@ -39,6 +39,10 @@ def _short(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _above_label(summary: dict[str, Any]) -> str:
+    return "fails above SL-T" + (" (judged, not gating)" if summary["gate"]["mode"] == "sl-t" else "")
+
+
 def _gate_line(summary: dict[str, Any]) -> str:
     g = summary["gate"]
     return f"gate {g['mode']}: {'holds' if g['holds'] else 'FAILS'} ({g['why']})"
@@ -57,7 +61,7 @@ def summary_lines(matrix: dict[str, Any], report_dir: Path | None = None) -> lis
         + " ".join(f"{fr}={summary['sl_c_manual_accepted'][fr]}" for fr in FRS),
         _gate_line(summary),
         *(f"fails at SL-T: {r['id']} [{r['verdict']}] {_short(r['reason'])}" for r in at_sl_t),
-        *([f"fails above SL-T (judged, not gating): {', '.join(r['id'] for r in above)}"] if above else []),
+        *([f"{_above_label(summary)}: {', '.join(r['id'] for r in above)}"] if above else []),
         *(f"note: {note}" for note in run["notes"]),
     ]
     if report_dir is not None:
@@ -92,7 +96,7 @@ def print_summary(matrix: dict[str, Any], report_dir: Path, console: Console | N
         console.print(f"  [{_STYLE[row['verdict']]}]{escape(row['verdict'])}[/] at SL-T: [bold]{escape(row['id'])}[/] "
                       f"{escape(row['title'])}: {escape(_short(row['reason']))}")
     if above:
-        console.print("  [dim]fails above SL-T (judged, not gating):[/] "
+        console.print(f"  [dim]{_above_label(summary)}:[/] "
                       + ", ".join(f"{escape(r['id'])} (SL{r['min_sl']})" for r in above))
     for note in run["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}")
