@@ -20,6 +20,7 @@ from iec62443_harness.wordlists import published_passwords
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -522,11 +523,35 @@ class Syslog(Strict):
     listen_port: int = Field(0, ge=0, le=65535, description="0: pick a free port (emulated targets)")
 
 
+FR_NAMES = tuple(f"FR{n}" for n in range(1, 8))
+
+
+def _sl_t(value: Any) -> Any:
+    """SL-T: one level for every FR, or a vector naming each of FR1..FR7 once (as 62443-3-3 zones give it)."""
+    def level(v: Any, where: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4:
+            raise ValueError(f"{where} must be a security level 1-4, not {v!r}")
+        return v
+
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in FR_NAMES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a foundational requirement: name FR1..FR7")
+        missing = [fr for fr in FR_NAMES if fr not in value]
+        if missing:
+            raise ValueError(f"the SL-T vector leaves out {', '.join(missing)}: give all of FR1..FR7, or one number")
+        return {fr: level(value[fr], fr) for fr in FR_NAMES}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return level(value, "the claimed SL-T")
+    raise ValueError(f"must be one security level 1-4 or a vector {{FR1: 2, ..., FR7: 1}}, not {value!r}")
+
+
 class TargetSpec(Strict):
     schema_version: Literal[1] = 1
     identity: Identity
     component_type: ComponentType
-    security_level: int = Field(ge=1, le=4, description="claimed SL-T")
+    security_level: Annotated[int | dict[str, int], BeforeValidator(_sl_t)] = Field(
+        description="claimed SL-T: one number for every FR, or a vector {FR1: 2, FR2: 2, ..., FR7: 1}")
     wireless: bool = Field(False, description="the component has wireless interfaces (CR 2.2, NDR 1.6)")
     interfaces: Interfaces
     accounts: dict[str, Account] = Field(default_factory=dict)
@@ -570,6 +595,12 @@ class TargetSpec(Strict):
             if getattr(self.interfaces, via) is None:
                 raise ValueError(f"essential_function.via names {via!r}, which interfaces does not declare")
         return self
+
+    @property
+    def sl_t(self) -> dict[str, int]:
+        """SL-T per FR (FR1..FR7), whichever way the target file gave it."""
+        level = self.security_level
+        return {fr: level[fr] for fr in FR_NAMES} if isinstance(level, dict) else dict.fromkeys(FR_NAMES, level)
 
     def with_endpoints(self, endpoints: dict[str, dict[str, Any]]) -> TargetSpec:
         """The same target with interface addresses filled in (by an emulator that picked them)."""
