@@ -21,6 +21,7 @@ import pytest
 from iec62443_harness.fixtures.audit import LOGIN, LOOK_S, POLL_S
 from iec62443_harness.fixtures.audit_log import (
     READS,
+    export,
     files_of,
     lines,
     one_per_role,
@@ -47,13 +48,17 @@ def test_authorised_roles_read_the_audit_log(target, shell, evidence):
     for creds in one_per_role(target):
         for operation in READS:
             if operation in table[creds.role] and shell.has(operation):
-                reply = shell.run(creds, operation, count=20)
-                got = lines(reply.output)
+                if operation == "audit_export":
+                    denied, got = export(target, creds, evidence)
+                else:
+                    reply = shell.run(creds, operation, count=20)
+                    denied, got = reply.denied, lines(reply.output)
                 reads += 1
                 evidence.add("check", f"{creds.username} ({creds.role}) {operation}: "
-                                      f"{'refused' if reply.denied else f'{len(got)} records'}")
-                if reply.denied or not got:
-                    problems.append(f"{creds.username} ({creds.role}) {operation}: {reply.output.strip()[:80]!r}")
+                                      f"{'refused' if denied else f'{len(got)} records'}")
+                if denied or not got:
+                    problems.append(f"{creds.username} ({creds.role}) {operation}: "
+                                    f"{(got[0] if got else 'nothing')[:80]!r}")
         if files and "audit_export" in table[creds.role]:
             with files_of(target, creds, evidence) as sftp:
                 for n, path in enumerate(files):
@@ -99,15 +104,14 @@ def test_programmatic_access_to_audit_records(target, shell, ssh, evidence):
                    "Read the records through it with a tool and confirm every field is machine-readable."])
     seen: frozenset[str] = frozenset()
     if exporter is not None:
-        seen = frozenset(lines(shell.run(exporter, "audit_export").output))
+        seen = frozenset(export(target, exporter, evidence)[1])
     user, before = _login_someone(target, ssh, evidence, exporter.username if exporter else None)
     names, login = _names(user), re.compile(LOGIN, re.IGNORECASE)
     problems: list[str] = []
     if exporter is not None:
-        reply = shell.run(exporter, "audit_export")
-        if reply.denied:
+        denied, records = export(target, exporter, evidence)
+        if denied:
             inconclusive(f"{exporter.username} may run audit_export by the declared roles, yet is refused")
-        records = lines(reply.output)
         good, bad = parse_jsonl(records, spec.fields)
         fresh = [r for line, r in good if line not in seen and any(names.fullmatch(str(v)) for v in r.values())
                  and login.search(" ".join(str(v) for v in r.values()))]
