@@ -4,7 +4,8 @@ Judges CR 6.2 over ssh: the harness causes security events and measures, on its 
 its syslog receiver (the target's `syslog:` section): a failed login (a wrong password for the `lockout_test`
 account, else another normal one, then its right password so that no lockout builds up), an access the device
 refuses (an account runs, with harmless arguments, an operation its declared role lacks) and a configuration
-change (a harmless setting set and set back, only with `safety.allow_config_changes`). The latency of an event
+change (a harmless setting set and set back). Without `safety.allow_config_changes` no change is caused, and
+the refused access is one that changes nothing if let through; the evidence says so. The latency of an event
 is the time from the device's answer to the receipt of the first message naming the user and the event (one
 that came before the answer counts as 0); the span from the request is in the evidence too. Each must arrive
 within `assurance.monitoring.latency_s`; one that comes later, or not within twice the bound (at least
@@ -26,6 +27,7 @@ from iec62443_harness.fixtures.audit import CONFIG, FAILURE, LOGIN, POLL_S, chan
 from iec62443_harness.fixtures.login import refused
 from iec62443_harness.fixtures.outcomes import manual
 from iec62443_harness.fixtures.roles import allowed_account, harmless_args
+from iec62443_harness.fixtures.shell import CHANGES
 
 MIN_WAIT_S = 2.0
 REFUSED = r"denied|refused|not allowed|unauthori[sz]ed|forbidden|permission"
@@ -64,8 +66,9 @@ class TimedShell:
 
 
 def failed_login(target, shell, ssh, evidence) -> Event | None:  # type: ignore[no-untyped-def]
+    admin = target.spec.policies.administrator_role
     accounts = target.accounts(purpose="lockout_test") or [c for c in target.accounts(purpose="normal")
-                                                            if c.password and c.role != "admin"]
+                                                            if c.password and c.role != admin]
     if not accounts:
         evidence.add("check", "failed login: no lockout_test or other normal account declared")
         return None
@@ -82,16 +85,15 @@ def failed_login(target, shell, ssh, evidence) -> Event | None:  # type: ignore[
 
 def refused_access(target, shell, ssh, evidence) -> Event | None:  # type: ignore[no-untyped-def]
     roles = target.spec.policies.roles
+    changes = target.spec.safety.allow_config_changes  # a refused change is still a change request
     candidates = [op for op in ("config_set", "user_del", "session_kill", "user_list", "audit_show")
-                  if shell.has(op)]
+                  if shell.has(op) and (changes or op not in CHANGES)]
     pick = next(((c, op) for c in target.accounts(purpose="normal") if c.password
                  for op in candidates if roles and op not in roles.get(c.role, ())), None)
     if pick is None:
         evidence.add("check", "refused access: no declared account lacks a declared operation")
         return None
     creds, op = pick
-    if op == "config_set" or op in ("user_del", "session_kill"):
-        target.guard("ssh").require("config_changes")  # refused or not, the operation is a change
     start = time.time()
     reply = shell.run(creds, op, **harmless_args(target))
     end = time.time()
@@ -105,7 +107,10 @@ def config_change(target, shell, ssh, evidence) -> Event | None:  # type: ignore
     if not (shell.has("config_show", "config_set") and allowed_account(target, "config_set")):
         evidence.add("check", "configuration change: no config_show/config_set an account may run")
         return None
-    target.guard("ssh").require("config_changes")
+    if not target.spec.safety.allow_config_changes:
+        evidence.add("check", "configuration change: not caused, the target file does not allow changes "
+                              "(safety.allow_config_changes)")
+        return None
     timed = TimedShell(shell)
     actor, key = change_config_and_back(target, timed, evidence)
     _, start, end = next(call for call in timed.calls if call[0] == "config_set")
