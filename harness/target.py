@@ -546,6 +546,102 @@ def _sl_t(value: Any) -> Any:
     raise ValueError(f"must be one security level 1-4 or a vector {{FR1: 2, ..., FR7: 1}}, not {value!r}")
 
 
+# --- what the audit, monitoring and trust-anchor suites need (CR 3.3, 3.9, 6.1, 6.2, EDR/HDR/NDR 3.11)
+
+
+class LabAction(Strict):
+    """Something the lab does to the device when a suite asks, the way it would pull a cable, and how it is
+    undone. An emulated target names a fault of its emulator (undone by clearing it); a real device names a
+    command the lab runs (a relay, a jig), like `recovery.command`, and the command that undoes it. A step only
+    a human can do is no lab action: the row it would serve stays manual."""
+
+    description: str = Field(min_length=3)
+    fault: str | None = Field(None, description="emulated targets: the emulator fault it selects")
+    command: str | None = Field(None, description="a real device: the command the lab runs; ${VAR} references "
+                                "are resolved (and redacted) at run time")
+    undo: str | None = Field(None, description="the command that puts the device back (required with command)")
+    settle_s: float = Field(0.5, ge=0, le=60, description="time the device gets to notice before it is looked at")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="longest the command (and its undo) may run")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabAction:
+        if (self.fault is None) == (self.command is None):
+            raise ValueError("a lab action gives exactly one of fault (an emulated target) or command (a real device)")
+        if self.command is not None and self.undo is None:
+            raise ValueError("a lab action with a command needs undo: the command that puts the device back")
+        return self
+
+
+class AuditLogAccess(Strict):
+    """The audit log beyond `audit_show`: rights are the role table's (`audit_show` and `audit_export` read,
+    `audit_clear` and `audit_rotate` clear); no role may rewrite records."""
+
+    format: Literal["jsonl"] = Field("jsonl", description="of audit_export's output and of the files: one JSON "
+                                     "object a line")
+    fields: list[str] = Field(default_factory=list, description="keys every exported record carries")
+    files: list[str] = Field(default_factory=list, description="the log's paths over SFTP, readable with the "
+                             "audit_export right, writable by no role")
+
+
+def _function_regex(value: str) -> str:
+    if not {"name", "state"} <= set(re.compile(value).groupindex):
+        raise ValueError(f"{value!r} needs the named groups (?P<name>...) and (?P<state>...)")
+    return value
+
+
+class SelfTest(Strict):
+    """The device's security self-test (`shell.commands.selftest`) and how to read its report."""
+
+    passed: Regex = Field(description="regular expression of the report's overall pass")
+    failed: Regex = Field(description="regular expression of the report's overall failure")
+    function: Annotated[Regex, AfterValidator(_function_regex)] = Field(
+        r"^\s*(?P<name>[\w.-]+)\s*:\s*(?P<state>.*?)\s*$", description="one function's line, with the groups "
+        "name and state")
+    ok: Regex = Field(r"^ok\b", description="a state that means the function works")
+    functions: list[str] = Field(default_factory=list, description="security functions the report must cover")
+    broken_by: dict[str, str] = Field(default_factory=dict, description="function -> the lab action that breaks it")
+
+
+class Monitoring(Strict):
+    latency_s: float = Field(gt=0, le=300, description="bound within which a security event reaches the syslog "
+                             "receiver (CR 6.2)")
+
+
+class TamperSignal(Strict):
+    """A switch the harness can read: a discrete input or coil over Modbus."""
+
+    interface: Literal["modbus_tcp", "modbus_rtu"]
+    table: Literal["coils", "discrete_inputs"]
+    address: int = Field(ge=0, le=65535)
+    tripped: Literal[0, 1] = 1
+
+
+class Tamper(Strict):
+    trip: str = Field(description="the lab action that opens the enclosure or trips the switch")
+    signal: TamperSignal | None = None
+    notification: Regex = Field(r"(?i)tamper|intrusion|enclosure|cover open|case open", description="regular "
+                                "expression of the audit record or syslog message that reports it")
+    within_s: float = Field(2.0, gt=0, le=60)
+
+
+class Assurance(Strict):
+    audit_log: AuditLogAccess = AuditLogAccess()
+    self_test: SelfTest | None = None
+    monitoring: Monitoring | None = None
+    tamper: Tamper | None = None
+    lab_actions: dict[str, LabAction] = Field(default_factory=dict, description="name -> what the lab does")
+
+    @model_validator(mode="after")
+    def _actions_exist(self) -> Assurance:
+        breaks = self.self_test.broken_by if self.self_test else {}
+        named = [(f"self_test.broken_by.{function}", action) for function, action in breaks.items()]
+        named += [("tamper.trip", self.tamper.trip)] if self.tamper else []
+        for where, action in named:
+            if action not in self.lab_actions:
+                raise ValueError(f"{where} names {action!r}, which lab_actions does not declare")
+        return self
+
+
 class TargetSpec(Strict):
     schema_version: Literal[1] = 1
     identity: Identity
@@ -566,6 +662,8 @@ class TargetSpec(Strict):
     safety: Safety = Safety()
     countermeasures: list[Countermeasure] = Field(default_factory=list)
     recovery: Recovery = Recovery()
+    assurance: Assurance = Field(Assurance(), description="audit, self-test, monitoring and tamper "
+                                 "(CR 3.3, 3.9, 6.1, 6.2, EDR/HDR/NDR 3.11)")
     syslog: Syslog | None = None
     emulator: Emulator | None = None
 
@@ -601,6 +699,15 @@ class TargetSpec(Strict):
         """SL-T per FR (FR1..FR7), whichever way the target file gave it."""
         level = self.security_level
         return {fr: level[fr] for fr in FR_NAMES} if isinstance(level, dict) else dict.fromkeys(FR_NAMES, level)
+
+
+    @model_validator(mode="after")
+    def _assurance_interfaces(self) -> TargetSpec:
+        signal = self.assurance.tamper.signal if self.assurance.tamper else None
+        if signal is not None and getattr(self.interfaces, signal.interface) is None:
+            raise ValueError(f"assurance.tamper.signal.interface names {signal.interface!r}, which interfaces does "
+                             "not declare")
+        return self
 
     def with_endpoints(self, endpoints: dict[str, dict[str, Any]]) -> TargetSpec:
         """The same target with interface addresses filled in (by an emulator that picked them)."""

@@ -472,6 +472,12 @@ def test_babbling_command_is_cut_at_the_size_cap(server):
         s.run("babble", timeout=10)
 
 
+def test_a_long_dump_passes_under_a_raised_cap(server):
+    with driver(server()).session("admin", PASSWORD) as s:
+        result = s.run("babble", timeout=20, max_output=8 << 20)  # a whole audit log, say
+    assert len(result.output) == 4096 * 1024 and result.exit_status == 0
+
+
 def test_connection_dropped_during_a_command_is_connection_lost(server):
     with driver(server()).session("admin", PASSWORD) as s, pytest.raises(ConnectionLost):
         s.run("drop")
