@@ -352,3 +352,22 @@ def test_the_suites_leave_the_device_as_they_found_it(lab) -> None:  # type: ign
     assert not errors, errors
     assert outcomes["test_damaged_images_are_refused[device-allowed]"].startswith("fail: the device takes damaged")
     assert outcomes["test_authentic_update_is_installed[device-allowed]"].startswith("pass")
+
+
+def test_a_real_device_names_its_files_before_the_run(tmp_path: Path) -> None:
+    data = yaml.safe_load(find_target_file("sim-plc").read_text())
+    del data["emulator"]
+    for name, address in {"modbus_tcp": {"host": "127.0.0.1", "port": 1502}, "modbus_rtu": {"url": "/dev/null"},
+                          "can": {"channel": "/dev/null"}, "ssh": {"host": "127.0.0.1", "port": 1022},
+                          "console": {"url": "/dev/null"}}.items():
+        data["interfaces"][name].update(address)
+    target = tmp_path / "device.yaml"
+    target.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLC_")}
+    env.update({f"SIMPLC_{who}_PASSWORD": "x" for who in ("ADMIN", "ENGINEER", "OPERATOR", "VIEWER", "LOCKTEST",
+                                                         "PWTEST")})
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+                           "--target", str(target), str(ROOT / "conformance")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 4, done.stdout[-2000:]
+    assert "lifecycle.update.images.authentic.file needs environment variable SIMPLC_FW_AUTHENTIC" in done.stderr
