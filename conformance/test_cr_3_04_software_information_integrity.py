@@ -9,7 +9,8 @@ operation), only with `safety.allow_lifecycle`:
 - RE(1): an image signed by another key (`images.foreign`) and an older authentic one (`images.older`: a
   downgrade) are each refused, the running version unchanged.
 - RE(2): the refusal of the tampered image is reported within `update.notify_within_s`: an audit record
-  (`audit_show`) and a syslog message naming the image and a failure, in every channel the target file declares.
+  (`audit_show`) and a syslog message saying that the image (named, or as a firmware, image, update, integrity or
+  signature matter) failed, in every channel the target file declares.
 Before refusals count, the device must take the vendor's authentic image (else ERROR: nothing concluded). Every
 image taken is undone: the original firmware comes back as `update.restore` says (reapply, or the target's
 recovery action), or the test says loudly that it could not. Without a lifecycle section: not-run.
@@ -24,6 +25,8 @@ import pytest
 from iec62443_harness.fixtures.audit import FAILURE, AuditTrail
 from iec62443_harness.fixtures.lifecycle import flipped, garbage, truncated
 from iec62443_harness.fixtures.outcomes import not_run
+
+UPDATE_WORDS = r"firmware|image|update|upgrade|integrity|signature|verif"
 
 
 def _taken(attempts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -92,11 +95,12 @@ def test_integrity_violation_is_reported(target, lifecycle, shell, evidence):
                           f"{'TAKEN' if took else 'refused'}: {answer!r}")
     assert not took, (f"the device takes the tampered image {path} ({answer!r}): it detects no integrity violation, "
                       "so it has none to report")
-    name = re.escape(path.rsplit("/", 1)[-1])
+    # the record names the image, or at least says what failed; and it says it failed
+    about = re.compile(rf"{re.escape(path.rsplit('/', 1)[-1])}|{UPDATE_WORDS}", re.IGNORECASE)
     found: dict[str, str] = {}
     while set(found) < trail.channels and time.monotonic() - refused_at < update.notify_within_s:
         for record in trail.records(mark):
-            if record.channel not in found and re.search(name, record.text) and re.search(FAILURE, record.text, re.I):
+            if record.channel not in found and about.search(record.text) and re.search(FAILURE, record.text, re.I):
                 found[record.channel] = record.text
                 evidence.add("audit", f"{record.channel} after {time.monotonic() - refused_at:.2f} s: {record.text}")
         time.sleep(0.1)
