@@ -471,6 +471,8 @@ class Safety(Strict):
     allow_floods: bool = False
     allow_config_changes: bool = Field(False, description="accounts, passwords, settings and sessions may be "
                                        "changed through the management shell (and are restored)")
+    allow_lifecycle: bool = Field(False, description="firmware and code may be uploaded, applied and the device "
+                                  "restarted; backups made and restored; the device purged (and restored)")
     writable: Writable = Writable()
     max_rate_per_s: float = Field(50.0, gt=0, description="cap on requests per second, per interface")
     rates: dict[str, float] = Field(default_factory=dict, description="per-interface override of the cap")
@@ -642,6 +644,183 @@ class Assurance(Strict):
         return self
 
 
+# --- device lifecycle (CR 3.2, 3.4, 3.10, 4.2, 7.3, 7.4, 7.6, 7.8): how a lab updates, backs up, purges and
+# reads the device, as data. Operations are names in shell.commands (so the role table applies); files are
+# `${VAR}` references to files on the harness's machine, resolved at run time from the environment or from
+# what an emulator hands over. A file path is not a secret: it is never redacted.
+
+FileRef = Annotated[str, Field(pattern=_ENV_REF.pattern, description="${VAR} naming a file on the harness's "
+                               "machine (the vendor's image, an SBOM), resolved at run time")]
+Scalar = str | bool | int | float | None
+
+
+class Transfer(Strict):
+    """How a file reaches the device (and comes back): SFTP on an SSH session as the acting account, or local
+    commands (a vendor tool) with {file} (on the harness's machine) and {path} (on the device)."""
+
+    method: Literal["sftp", "command"] = "sftp"
+    put: str | None = Field(None, description="(command) copies local {file} to device {path}; ${VAR} resolved")
+    get: str | None = Field(None, description="(command) copies device {path} to local {file}")
+    remove: str | None = Field(None, description="(command) deletes device {path}")
+    timeout_s: float = Field(60.0, gt=0, le=600, description="bound on one transfer")
+
+    @model_validator(mode="after")
+    def _commands(self) -> Transfer:
+        if self.method == "command" and not self.put:
+            raise ValueError("method command needs put: the local command that copies {file} to the device's {path}")
+        return self
+
+
+class FirmwareImage(Strict):
+    file: FileRef
+    version: str | None = Field(None, description="the version the image carries, as the device reports it")
+
+
+class UpdateImages(Strict):
+    """What the lab has from the vendor. The harness derives the tampered (one flipped byte), truncated and
+    garbage variants from `authentic` itself, knowing nothing of the format."""
+
+    authentic: FirmwareImage = Field(description="the vendor's authentic image, newer than the running one")
+    older: FirmwareImage | None = Field(None, description="an authentic image older than the running one (a "
+                                        "downgrade)")
+    foreign: FirmwareImage | None = Field(None, description="an image signed by another key")
+    original: FirmwareImage | None = Field(None, description="the image the device runs now (restore: reapply)")
+
+    @model_validator(mode="after")
+    def _versions(self) -> UpdateImages:
+        for name in ("authentic", "older"):
+            image = getattr(self, name)
+            if image is not None and not image.version:
+                raise ValueError(f"{name} needs its version: the harness checks it against what the device reports")
+        return self
+
+
+class Update(Strict):
+    directory: str = Field(description="folder on the device images are put in, e.g. /update/")
+    apply: str = Field(description="operation that verifies and installs (or stages) {path}")
+    accepted: Regex = Field(description="the apply operation's answer when it takes the image")
+    rejected: Regex = Field(description="its answer when it refuses the image")
+    version: str = Field(description="operation that reports the running firmware version")
+    version_pattern: Regex = Field(description="regular expression; group 1 is the running version")
+    restart: str | None = Field(None, description="operation that restarts into the installed image")
+    restart_wait_s: float = Field(60.0, gt=0, le=900, description="how long the device may take to come back")
+    restore: Literal["reapply", "recovery"] = Field(
+        "reapply", description="how the original firmware comes back after a test: reapply images.original (and "
+        "restart), or recovery (the target's recovery action: the emulator's power cycle, recovery.command)")
+    notify_within_s: float = Field(5.0, gt=0, le=300, description="bound on the audit record and syslog "
+                                   "message of a refused image (CR 3.4 RE(2))")
+    images: UpdateImages
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if re.compile(value).groups < 1:
+            raise ValueError("needs a group: (...) around the version")
+        return value
+
+
+class CodeEffect(Strict):
+    """What the signed and unsigned code do when they run, seen over Modbus: a holding register takes a value."""
+
+    holding_register: int = Field(ge=0, le=65535)
+    value: int = Field(ge=0, le=65535)
+
+
+class Code(Strict):
+    """Code the management plane can be asked to run (CR 3.2): put through `lifecycle.transfer`."""
+
+    directory: str = Field(description="folder on the device the code is put in")
+    run: str = Field(description="operation that runs {path}")
+    rejected: Regex = Field(description="its answer when it refuses the code")
+    unsigned: FileRef = Field(description="code the vendor did not sign")
+    signed: FileRef | None = Field(None, description="the same code, signed by the vendor: it must run")
+    effect: CodeEffect | None = Field(None, description="what running the code changes (restored afterwards)")
+
+
+class Probe(Strict):
+    """A harmless setting the harness changes (config_set) and expects a restore or a purge to undo."""
+
+    key: str
+    value: str
+
+
+class Backup(Strict):
+    create: str = Field(description="operation that writes a backup")
+    created: Regex = Field(description="its answer; group 1 is the backup's path on the device")
+    restore: str = Field(description="operation that restores {path}")
+    restored: Regex = Field(description="its answer when it restores")
+    rejected: Regex = Field(description="its answer when it refuses the backup")
+
+    @field_validator("created")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if re.compile(value).groups < 1:
+            raise ValueError("needs a group: (...) around the backup's path")
+        return value
+
+
+class Purge(Strict):
+    operation: str = Field(description="the purge or factory-reset operation")
+    done: Regex = Field(description="its answer when it purged")
+    wait_s: float = Field(30.0, gt=0, le=900, description="how long the device may take to come back")
+
+
+class Settings(Strict):
+    report: str | None = Field(None, description="operation that prints the network and security settings")
+    machine_readable: str | None = Field(None, description="operation that prints them as JSON")
+    baseline: dict[str, Scalar] = Field(default_factory=dict, description="setting -> the value the lab's "
+                                        "secure configuration has; keys are paths in the report (security.x)")
+    volatile: list[Regex] = Field(default_factory=list, description="settings (regular expressions on the key) "
+                                  "that change by themselves and are not compared after a restore")
+
+
+class Inventory(Strict):
+    report: str | None = Field(None, description="operation that lists the installed components and versions")
+    machine_readable: str | None = Field(None, description="the same as JSON: a list of {name, version}")
+    firmware_component: str | None = Field(None, description="the component whose version is identity.firmware")
+    sbom: FileRef | None = Field(None, description="the vendor's CycloneDX SBOM (JSON)")
+
+
+class Lifecycle(Strict):
+    transfer: Transfer = Transfer()
+    update: Update | None = None
+    code: Code | None = None
+    backup: Backup | None = None
+    purge: Purge | None = None
+    probe: Probe | None = Field(None, description="a setting changed to see a restore (CR 7.4) or a purge "
+                                "(CR 4.2) undo it")
+    settings: Settings | None = None
+    inventory: Inventory | None = None
+
+    def operations(self) -> dict[str, str]:
+        """Every shell operation the section names: where -> operation."""
+        ops: dict[str, str] = {}
+        for part in ("update", "code", "backup", "purge", "settings", "inventory"):
+            section = getattr(self, part)
+            for key in ("apply", "version", "restart", "run", "create", "restore", "operation", "report",
+                        "machine_readable"):
+                value = getattr(section, key, None) if section is not None else None
+                if isinstance(value, str) and not (part == "update" and key == "restore"):
+                    ops[f"lifecycle.{part}.{key}"] = value
+        return ops
+
+    def file_refs(self) -> dict[str, str]:
+        """Every file reference: where -> ${VAR}."""
+        refs: dict[str, str] = {}
+        if self.update is not None:
+            for name in ("authentic", "older", "foreign", "original"):
+                image = getattr(self.update.images, name)
+                if image is not None:
+                    refs[f"lifecycle.update.images.{name}.file"] = image.file
+        if self.code is not None:
+            refs["lifecycle.code.unsigned"] = self.code.unsigned
+            if self.code.signed:
+                refs["lifecycle.code.signed"] = self.code.signed
+        if self.inventory is not None and self.inventory.sbom:
+            refs["lifecycle.inventory.sbom"] = self.inventory.sbom
+        return refs
+
+
 class TargetSpec(Strict):
     schema_version: Literal[1] = 1
     identity: Identity
@@ -666,6 +845,19 @@ class TargetSpec(Strict):
                                  "(CR 3.3, 3.9, 6.1, 6.2, EDR/HDR/NDR 3.11)")
     syslog: Syslog | None = None
     emulator: Emulator | None = None
+    lifecycle: Lifecycle | None = Field(None, description="update, backup, purge and reports (CR 3.2, 3.4, 3.10, "
+                                        "4.2, 7.3, 7.4, 7.6, 7.8); used only with safety.allow_lifecycle where "
+                                        "they change the device")
+
+    @model_validator(mode="after")
+    def _lifecycle_operations(self) -> TargetSpec:
+        if self.lifecycle is not None:
+            for where, op in self.lifecycle.operations().items():
+                if op not in self.shell.commands:
+                    raise ValueError(f"{where} names operation {op!r}, which shell.commands does not declare")
+            if self.lifecycle.probe is not None and "config_set" not in self.shell.commands:
+                raise ValueError("lifecycle.probe needs the config_set operation in shell.commands")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetSpec:
@@ -828,3 +1020,17 @@ def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) 
     if value not in published_passwords():  # a published factory default protects nothing when hidden
         redact.add(value)  # from now on no report, log or terminal line shows it
     return Secret(value)
+
+
+def resolve_file(ref: str, where: str, extra: dict[str, str] | None = None) -> Path:
+    """Resolve one `${VAR}` file reference (the environment, or files an emulator handed over) to an existing
+    file. A path is not a secret: nothing is redacted."""
+    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    value = (extra or {}).get(var, os.environ.get(var))
+    if value is None:
+        raise HarnessError(f"{where} needs environment variable {var} (a file path), which is not set: export "
+                           f"{var}=... before running")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise HarnessError(f"{where} is {ref} = {path}, which is not a readable file: check the path")
+    return path

@@ -142,6 +142,7 @@ def test_no_config_change_without_allow_config_changes(tmp_path: Path) -> None:
             if name in data["interfaces"]:
                 data["interfaces"][name].update(fields)
         data["safety"]["allow_config_changes"] = False
+        data["safety"]["allow_lifecycle"] = False  # else its image files must be exported too (checked at configure)
         target = tmp_path / "device.yaml"
         target.write_text(yaml.safe_dump(data))
         env = {k: v for k, v in running.secrets.items()}

@@ -185,6 +185,13 @@ def _check_references(name: str, spec: TargetSpec) -> None:
                     f"set and which the {emu.kind} emulator (profile {emu.profile}) does not provide: export "
                     f"{var}=... before running, or refer to one it provides ({', '.join(sorted(provided)) or 'none'})")
             resolve_secret(ref, account.username)  # a real device's: set now, and redacted from here on
+    # A real device's lifecycle files (images, SBOM) are the lab's: named now, so a run that may use them does not
+    # fail test by test. An emulator hands its own over when it starts (Running.files).
+    if spec.emulator is None and spec.lifecycle is not None and spec.safety.allow_lifecycle:
+        from iec62443_harness.target import resolve_file
+
+        for where, ref in spec.lifecycle.file_refs().items():
+            resolve_file(ref, f"target {name}: {where}")
     # An emulated target's recovery is the emulator's restart: its recovery.command is never run.
     if spec.emulator is None and spec.recovery.command:
         for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", spec.recovery.command):
