@@ -58,7 +58,9 @@ def test_every_fr1_fr2_row_judged_on_sl2(run: tuple[str, dict, str, int]) -> Non
 
 # The exit gate (sl-t): the hardened profiles fail only rows above their SL-T (CR 1.1 RE(2) and, on sl1, CR 1.7
 # RE(1) and 2.7 are SL3 rows), so they exit 0; the factory profile fails SL1 rows and exits 1.
-EXIT = {"sim-plc": 0, "sim-plc-sl1": 0, "sim-plc-insecure": 1}
+# sl1 fails rows that bind at its SL-T: CR 3.1 (no countermeasure for its unprotected fieldbus) and EDR 3.2 (it
+# installs an image signed by another key); sl2 fails only CR 1.1 RE(2), an SL3 row.
+EXIT = {"sim-plc": 0, "sim-plc-sl1": 1, "sim-plc-insecure": 1}
 
 
 def test_the_exit_status_is_the_sl_t_gate(run: tuple[str, dict, str, int]) -> None:
