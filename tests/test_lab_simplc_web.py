@@ -258,3 +258,18 @@ def test_insecure_serves_the_login_over_plain_http(insecure: labs.Running) -> No
         assert login(c, "admin", "admin").status_code == 303
         assert logged_in(insecure, c.cookies["sid"], "http")
         assert logged_in(insecure, c.cookies["sid"], "https")  # one session table behind both fronts
+
+
+def test_a_restart_keeps_the_port_and_makes_a_new_certificate() -> None:
+    running = labs.start("simplc", "sl1")
+    try:
+        before = dict(running.endpoints["https"])
+        assert handshake(running)[0] == "TLSv1.3"
+        running.restart()
+        after = running.endpoints["https"]
+        assert after["base_url"] == before["base_url"]  # the port is kept where it is still free
+        assert after["certificate_sha256"] != before["certificate_sha256"]
+        der = handshake(running)[2]
+        assert hashlib.sha256(der).hexdigest() == after["certificate_sha256"].replace(":", "").lower()
+    finally:
+        running.stop()
