@@ -5,7 +5,9 @@ Judges CR 1.9 over ssh: the server's full algorithm inventory (key exchanges, ho
 size, ciphers, MACs: `fixtures/crypto.py`) holds nothing the reference in
 `harness/data/ssh-crypto-reference.yaml` rejects (SHA-1 signatures and key exchanges, DSA, RSA under 2048
 bits, CBC, SHA-1 and MD5 MACs, ...), each failing algorithm named; and the server refuses a client key it has
-not enrolled (the key is checked, not just its form). RE(1) is manual.
+not enrolled (the key is checked, not just its form). Over https: every certificate the web interface presents
+(`fixtures/tls.py`) has a key of a type and size, and a signature hash, that `harness/data/tls-policy.yaml` accepts
+(RSA of 2048 bits or more, EC of 256 or more, no DSA, no SHA-1 or MD5 signature but a root's own). RE(1) is manual.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from iec62443_harness.fixtures import crypto
 from iec62443_harness.fixtures.login import refused
 from iec62443_harness.fixtures.outcomes import manual
+from iec62443_harness.fixtures.tls import key_findings, policy_reference, tls_inventory
 
 
 @pytest.mark.judges("CR 1.9", over=["ssh"])
@@ -32,6 +35,14 @@ def test_unenrolled_client_key_refused(target, ssh, evidence):
     result = ssh.try_login(creds.username, pkey=key)
     evidence.add("check", f"{creds.username} with an unenrolled ECDSA key -> {result.outcome}")
     assert refused(result), f"a client key that was never enrolled is taken ({result.outcome})"
+
+
+@pytest.mark.judges("CR 1.9", over=["https"])
+def test_tls_certificate_keys_meet_the_policy(target, interface, evidence):
+    inv = tls_inventory(target, interface, evidence)
+    findings = key_findings(inv)
+    evidence.add("check", f"{len(inv.chain)} certificate(s) judged by {policy_reference()}: {len(findings)} rejected")
+    assert not findings, f"the {interface} interface authenticates with keys the policy rejects: {' | '.join(findings)}"
 
 
 @pytest.mark.judges("CR 1.9 RE(1)")

@@ -6,7 +6,10 @@ it sends, the console's prompt): those protocols have no field for a MAC or sign
 not tampering), so each is a FAIL, which a countermeasure the target file declares for that row and interface
 turns into compensated. Over ssh the MAC (or AEAD cipher) one key exchange negotiates is recorded and judged
 with the crypto reference (`harness/data/ssh-crypto-reference.yaml`), and a server offering "none" as a MAC
-or cipher fails.
+or cipher fails. Over https the web interface's integrity and its authentication of the device rest on its TLS: every
+protocol version and suite it accepts and its certificate must meet `harness/data/tls-policy.yaml`
+(`fixtures/tls.py`), each finding named. Over plain http the device is seen answering a request that carries no
+integrity protection at all: a FAIL, as for Modbus.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from iec62443_harness.evidence import show_bytes
 from iec62443_harness.fixtures import crypto
 from iec62443_harness.fixtures.drivers.can import show_frame
 from iec62443_harness.fixtures.outcomes import inconclusive
+from iec62443_harness.fixtures.tls import policy_reference, tls_findings
 
 READ_REGISTER_0 = bytes.fromhex("0300000001")  # function 3, holding register 0, one register
 ROWS = ("CR 3.1", "CR 3.1 RE(1)")
@@ -71,3 +75,20 @@ def test_ssh_negotiates_a_sound_mac(target, ssh, evidence):
     assert not offered_none, f"the ssh server offers {' and '.join(offered_none)}: integrity can be switched off"
     assert not problems, (f"the ssh session's integrity rests on algorithms the reference rejects: "
                           f"{' | '.join(problems)} [reference: {crypto.reference().label}]")
+
+
+@pytest.mark.judges(*ROWS, over=["https"])
+def test_tls_protects_the_web_interface(target, interface, evidence):
+    findings = tls_findings(target, interface, evidence)
+    evidence.add("check", f"the {interface} records are protected by the TLS judged against {policy_reference()}")
+    assert not findings, (f"the {interface} interface's integrity and authentication rest on TLS the policy rejects: "
+                          f"{' | '.join(findings)}")
+
+
+@pytest.mark.judges(*ROWS, over=["http"])
+def test_plain_http_carries_no_integrity_protection(target, https, evidence):
+    with https.client() as client:
+        answer = client.request("GET", "/", follow=False, note="a plain http request")
+    evidence.add("check", f"http: GET / answered status {answer.status} in clear")
+    pytest.fail(_unprotected("http", f"a plain request was answered (status {answer.status}); neither the request "
+                                     "nor the answer is protected by TLS"), pytrace=False)

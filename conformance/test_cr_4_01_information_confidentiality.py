@@ -6,7 +6,12 @@ console: a login reached over a network (a socket:// or rfc2217:// URL: a consol
 in clear and fails; a login on a local serial line is manual (physical protection of the line). And on the
 device's own addresses (and every declared TCP service's port): a service that greets with a plain-text login
 prompt, telnet option negotiation or an FTP greeting, or answers a plain HTTP request with a login (401 or a
-password field), carries credentials in clear and fails, named. Manual: confidentiality at rest (checklist).
+password field), carries credentials in clear and fails, named. Over https: no cipher suite the web interface
+accepts leaves the traffic unencrypted or export-grade (NULL, EXPORT; `fixtures/tls.py`: the rest of the TLS is CR
+4.3's). Over plain http: a login page served there (a password field whose form is not sent to an https:// URL, a
+401 asking for credentials, or the session cookie set) makes a browser send credentials in clear, and fails; a
+redirect to https passes. No credential is ever sent over plain http by the harness.
+Manual: confidentiality at rest (checklist).
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ import re
 
 import pytest
 from iec62443_harness.fixtures import exposure, scan
-from iec62443_harness.fixtures.outcomes import manual
+from iec62443_harness.fixtures.outcomes import inconclusive, manual
+from iec62443_harness.fixtures.tls import tls_inventory
 
 CLEAR_LOGIN = ("plain-text login prompt", "telnet (option negotiation)", "ftp or smtp greeting")
 HTTP_REQUEST = b"GET / HTTP/1.0\r\n\r\n"
+NO_ENCRYPTION = re.compile(r"NULL|EXPORT")  # IANA suite names: no cipher, or a 40/56-bit one
+_FORM = re.compile(r"<form\b[^>]*>.*?</form\s*>", re.IGNORECASE | re.DOTALL)
+_PASSWORD = re.compile(r"<input\b[^>]*type\s*=\s*[\"']?password", re.IGNORECASE)
+_ACTION = re.compile(r"\baction\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
 _HTTP_LOGIN = re.compile(rb"^HTTP/\S+ 401|www-authenticate:|type=[\"']?password", re.IGNORECASE | re.MULTILINE)
 
 
@@ -44,6 +54,42 @@ def test_console_login_is_not_on_a_network_in_clear(target, console, evidence):
            "credentials confidential", [f"Confirm the serial console line ({url}) is only reachable inside a "
                                         "locked enclosure or cabinet.",
                                         "Confirm no terminal server or serial-over-IP adapter puts it on a network."])
+
+
+@pytest.mark.judges("CR 4.1", over=["https"])
+def test_tls_encrypts_the_web_interface(target, interface, evidence):
+    inv = tls_inventory(target, interface, evidence)
+    clear = [f"{suite} ({version})" for version in inv.offered() for suite in inv.protocols[version]
+             if NO_ENCRYPTION.search(suite)]
+    accepted = sum(len(inv.protocols[v]) for v in inv.offered())
+    evidence.add("check", f"{accepted} suite(s) accepted over {', '.join(inv.offered())}; without real encryption "
+                          f"(NULL, EXPORT): {', '.join(clear) or 'none'}")
+    if not accepted:
+        inconclusive(f"the {interface} interface accepted no suite in the scan: nothing was observed")
+    assert not clear, f"the {interface} interface accepts suites that encrypt weakly or not at all: {', '.join(clear)}"
+
+
+@pytest.mark.judges("CR 4.1", over=["http"])
+def test_no_login_over_plain_http(target, https, interface, evidence):
+    rec = target.require(interface)
+    path = rec.login.path if rec.login is not None else "/"
+    with https.client() as client:  # only asks: no credential is sent in clear
+        answer = client.request("GET", path, follow=False, note="the login page over plain http")
+    location = answer.location or ""
+    if 300 <= answer.status < 400 and location.startswith("https://"):
+        evidence.add("check", f"plain http {path} sends the browser to {location}")
+        return
+    forms = [f for f in _FORM.findall(answer.text) if _PASSWORD.search(f)]
+    in_clear = [f for f in forms if not ((m := _ACTION.search(f)) and m.group(1).lower().startswith("https://"))]
+    cookie = answer.cookie(rec.session_cookie) if rec.session_cookie else None
+    asks = answer.status == 401 or "www-authenticate" in answer.headers
+    evidence.add("check", f"plain http {path}: status {answer.status}; password form(s) {len(forms)}, sent in clear "
+                          f"{len(in_clear)}; HTTP authentication asked {'yes' if asks else 'no'}; session cookie "
+                          f"{cookie.describe() if cookie else 'none'}")
+    what = [w for w, seen in (("a login form sent over http", in_clear), ("HTTP authentication", asks),
+                              ("the session cookie", cookie)) if seen]
+    assert not what, (f"the web interface takes credentials over plain http ({path}: {', '.join(what)}): user names, "
+                      "passwords and sessions cross the network in clear")
 
 
 @pytest.mark.judges("CR 4.1")

@@ -19,6 +19,9 @@ Contract shared by every emulator kind (`simplc`, `qemu`):
   are made afresh, with a fresh vendor key, by every start and `restart()`: read `files` again after one.
 - Endpoint names beyond the target file's interfaces may appear (simplc's insecure profile adds
   `telnet: {host, port}`, a plaintext login port); a target file ignores names it does not declare.
+- simplc's web management UI: `https: {base_url, certificate_sha256}` (the certificate is made afresh at
+  every start; its fingerprint is handed over so that the harness pins the device it started) and, on the
+  insecure profile, `http: {base_url}` (the same UI over plain http).
 - `Running.set_fault(name | None)`, `Running.restart()`, `Running.stop()`; `Running.pid`, `Running.ready_s`.
 """
 

@@ -152,4 +152,4 @@ def test_insecure_plaintext_login_port(insecure: labs.Running) -> None:
 
 def test_no_plaintext_port_on_sl2(sl2: labs.Running) -> None:
     assert "telnet" not in sl2.endpoints
-    assert set(sl2.endpoints) == {"modbus_tcp", "modbus_rtu", "can", "ssh", "console"}
+    assert set(sl2.endpoints) == {"modbus_tcp", "modbus_rtu", "can", "ssh", "console", "https"}  # no http

@@ -22,9 +22,19 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from iec62443_harness.evidence import Evidence
+from iec62443_harness.fixtures.drivers.http import CertificateMismatch, fingerprint
 from iec62443_harness.fixtures.safety import HarmHalted
 from iec62443_harness.fixtures.target import TargetRun
-from iec62443_harness.fixtures.tls import CertificateInfo, TlsInventory, judge, load_policy, scan, tls_findings
+from iec62443_harness.fixtures.tls import (
+    CertificateInfo,
+    TlsInventory,
+    chain_findings,
+    judge,
+    key_findings,
+    load_policy,
+    scan,
+    tls_findings,
+)
 from iec62443_harness.target import TargetSpec
 
 from tests.certs import make_cert
@@ -182,6 +192,16 @@ def test_what_no_local_server_can_show_is_judged(change: dict, said: str) -> Non
     assert any(said in f for f in findings), findings
 
 
+def test_key_and_chain_findings_split_the_certificate_judgement() -> None:
+    """CR 1.9 reads the keys and signatures, CR 1.8 the chain's dates, name and trust: together what judge() says."""
+    inv = _inventory(cert={"key_bits": 1024, "not_after": "2020-01-01T00:00:00+00:00"}, hostname_matches=False)
+    keys, chain = key_findings(inv), chain_findings(inv)
+    assert len(keys) == 1 and "RSA key of 1024 bits" in keys[0]
+    assert len(chain) == 2 and "expired" in chain[0] and "does not name" in chain[1]
+    assert set(keys + chain) <= set(judge(inv).findings)
+    assert key_findings(_inventory()) == chain_findings(_inventory()) == []
+
+
 def test_policy_names_its_references_and_version() -> None:
     policy = load_policy()
     assert policy["version"] and any("SP 800-52" in r for r in policy["references"])
@@ -210,6 +230,16 @@ def test_scan_is_paced_reused_and_halted(tmp_path: Path) -> None:
         assert any("policy" in line and "SP 800-52" in line for line in evidence.lines())
         taken = bucket.taken
         assert tls_findings(run, "https", Evidence()) == [] and bucket.taken == taken  # reused: nothing sent
+        # a pin must be the certificate scanned: a cached inventory of another one is scanned again (a device
+        # restarted on its port with a new certificate), and a scan of another one judges nothing
+        run.registry.spec = run.spec = spec.with_endpoints({"https": {"certificate_sha256": "00" * 32}})
+        with pytest.raises(CertificateMismatch, match="not a pinned one"):
+            tls_findings(run, "https", Evidence())
+        assert bucket.taken > taken
+        taken = bucket.taken
+        run.registry.spec = run.spec = spec.with_endpoints({"https": {"certificate_sha256": fingerprint(cert.der)}})
+        assert tls_findings(run, "https", Evidence()) == [] and bucket.taken == taken
+        run.registry.spec = run.spec = spec
         run.begin_test()
         run.guard("https").halt("essential function lost")
         run.registry.spec = spec.with_endpoints({"https": {"base_url": app.base_url.replace("127.0.0.1",

@@ -6,7 +6,7 @@ removed again when the device exits), `--ready-fd FD` (write the same JSON into 
 descriptor, a pipe, and close it: how the launcher takes it, so the passwords never touch the disk),
 `--run-dir PATH` (the device's private directory for the files it makes, e.g. the vendor kit; default a
 fresh temporary one), `--control PATH` (the fault control socket), `--port NAME=PORT` (listen there or
-fail; NAME is modbus_tcp, ssh, debug or telnet), `--prefer NAME=PORT` (listen there if free),
+fail; NAME is modbus_tcp, ssh, debug, telnet, https or http), `--prefer NAME=PORT` (listen there if free),
 `--parent-pid PID` (exit when that process is no longer the parent). TCP services listen on 127.0.0.1, on
 free ports picked in 20000-31999 (below the ephemeral range).
 
@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iec62443_harness.labs import LabError
 from iec62443_harness.labs.simplc.canbus import CanNode
@@ -48,7 +49,7 @@ from iec62443_harness.labs.simplc.profile import load_profile
 
 HOST = "127.0.0.1"
 PORT_RANGE = (20000, 32000)
-PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet")
+PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet", "https", "http")
 PORT_TRIES = 40
 PARENT_POLL_S = 0.5
 HARD_EXIT_S = 5.0
@@ -258,6 +259,14 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
             telnet = serve_telnet(device, telnet_sock)
             stack.push_async_callback(loop.run_in_executor, None, telnet.close)
             endpoints["telnet"] = {"host": HOST, "port": telnet.port}
+        from iec62443_harness.labs.simplc.web import serve_web
+
+        https_sock = open_port("https", required.get("https"), preferred.get("https"), _listen_socket)
+        http_sock = open_port("http", required.get("http"), preferred.get("http"), _listen_socket) \
+            if profile.web_plain_http else None
+        web = await loop.run_in_executor(None, serve_web, device, https_sock, http_sock)  # makes a key: off the loop
+        stack.push_async_callback(loop.run_in_executor, None, web.close)
+        endpoints.update(web.endpoints())
         device.interfaces.update(_interfaces(endpoints, extra))
 
         from iec62443_harness.labs.simplc.inventory import sbom
@@ -294,13 +303,16 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
 def _interfaces(endpoints: dict[str, dict[str, Any]], extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What `config show` reports of each interface: protocol, where (host and port, or line), enabled."""
     protocols = {"modbus_tcp": "modbus-tcp", "modbus_rtu": "modbus-rtu", "can": "can-slcan", "ssh": "ssh",
-                 "console": "serial-console", "telnet": "telnet"}
+                 "console": "serial-console", "telnet": "telnet", "https": "https", "http": "http"}
     out: dict[str, dict[str, Any]] = {}
     for name, protocol in protocols.items():
         where = endpoints.get(name)
         if where is None:
             out[name] = {"protocol": protocol, "enabled": False}
             continue
+        if "base_url" in where:  # the web UI: scheme://host:port
+            parts = urlsplit(where["base_url"])
+            where = {"host": parts.hostname, "port": parts.port}
         line = where.get("url") or where.get("channel")
         out[name] = {"protocol": protocol, **({"line": line} if line else {"host": where["host"],
                                                                             "port": where["port"]}), "enabled": True}
@@ -323,7 +335,9 @@ def _announce(info: dict[str, Any], show_secrets: bool) -> None:
     lines = [f"SimPLC profile {info['profile']} ready in {info['started_s']:.2f} s (pid {info['pid']})"]
     for name, where in {**info["endpoints"], **info["extra_services"]}.items():
         lines.append(f"  {name:<11} " + (f"{where['host']}:{where['port']}" if "port" in where
-                                          else where.get("url") or where.get("channel")))
+                                          else where.get("url") or where.get("channel") or where.get("base_url")))
+        if "certificate_sha256" in where:
+            lines.append(f"  {'':<11} certificate SHA-256 {where['certificate_sha256']}")
     lines.append(f"  {'control':<11} {info['control']}")
     lines += [f"  {var} = {path}" for var, path in info.get("files", {}).items()]
     if show_secrets:

@@ -36,7 +36,8 @@ from iec62443_harness.labs.simplc.profile import Profile
 # decided at start-up (whether the debug service exists).
 _NOT_SETTINGS = ("name", "accounts", "extra", "input_bugs", "extra_service", "firmware_version", "firmware_check",
                  "firmware_downgrade", "script_signature", "backup_integrity", "purge_complete", "config_json",
-                 "selftest", "audit_protected", "tamper_switch", "telnet_login")
+                 "selftest", "audit_protected", "tamper_switch", "telnet_login", "web_tls", "web_sessions",
+                 "web_plain_http")
 END_SESSIONS_S = 0.2  # a restart or purge ends the sessions this long after answering
 
 

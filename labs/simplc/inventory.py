@@ -29,7 +29,7 @@ DEBUG_MONITOR = ("simplc-debug-monitor", "0.9.4-dev")
 UNDECLARED = {DEBUG_MONITOR[0]}
 # read-only security facts of the firmware, shown with the live settings
 FIXED = ("firmware_check", "firmware_downgrade", "script_signature", "backup_integrity", "purge_complete",
-         "audit_protected", "tamper_switch")
+         "audit_protected", "tamper_switch", "web_tls", "web_sessions", "web_plain_http")
 
 
 def components(device: Any) -> list[dict[str, str]]:

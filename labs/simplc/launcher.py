@@ -9,7 +9,8 @@ the whole process group (SIGTERM, then SIGKILL after a grace period) and removes
 device still running when the interpreter exits is stopped too. A device whose parent dies (even by
 SIGKILL) gets SIGUSR1 from the kernel (its parent-death signal), removes its run directory and stops.
 
-`options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023, "telnet": 15024}}` to require fixed ports;
+`options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023, "telnet": 15024, "https": 15443,
+"http": 15080}}` to require fixed ports;
 otherwise free ports are picked in 20000-31999.
 """
 
@@ -24,6 +25,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -32,6 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iec62443_harness.labs import LabError
 from iec62443_harness.labs.simplc.faults import NAMES as FAULT_NAMES
@@ -41,7 +44,7 @@ READY_TIMEOUT_S = 10.0  # ready in well under 1 s here; leave room for a loaded 
 CHECK_TIMEOUT_S = 3.0
 STOP_GRACE_S = 3.0
 OPTIONS = ("ports",)
-PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet")
+PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet", "https", "http")
 HEARTBEAT_ID = 0x705
 CONSOLE_PROMPT = b"login: "
 MAX_READY_BYTES = 1 << 20
@@ -170,6 +173,9 @@ class SimplcRunning:
                   "ssh": self._check_ssh, "can": self._check_can, "console": self._check_console}
         if "telnet" in self.endpoints:
             checks["telnet"] = self._check_telnet
+        for name in ("https", "http"):
+            if name in self.endpoints:
+                checks[name] = lambda name=name: self._check_web(name)
         with ThreadPoolExecutor(len(checks)) as pool:
             futures = {name: pool.submit(check) for name, check in checks.items()}
         for name, future in futures.items():
@@ -201,7 +207,9 @@ class SimplcRunning:
         preferred = {"modbus_tcp": self.endpoints.get("modbus_tcp", {}).get("port"),
                      "ssh": self.endpoints.get("ssh", {}).get("port"),
                      "debug": self.extra_services.get("debug", {}).get("port"),
-                     "telnet": self.endpoints.get("telnet", {}).get("port")}
+                     "telnet": self.endpoints.get("telnet", {}).get("port"),
+                     **{name: urlsplit(self.endpoints[name]["base_url"]).port for name in ("https", "http")
+                        if name in self.endpoints}}
         self.stop()
         self.fault = None
         self.launch({name: port for name, port in preferred.items() if port})
@@ -225,6 +233,21 @@ class SimplcRunning:
         self.fault = name
 
     # --- readiness: each interface must really answer
+
+    def _check_web(self, name: str) -> None:
+        """The login page over the web UI (any TLS it offers: the legacy profile's too)."""
+        parts = urlsplit(self.endpoints[name]["base_url"])
+        with socket.create_connection((parts.hostname, parts.port), timeout=CHECK_TIMEOUT_S) as raw:
+            sock: socket.socket = raw
+            if parts.scheme == "https":
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # a fresh self-signed one every start
+                ctx.set_ciphers("ALL:@SECLEVEL=0")
+                sock = ctx.wrap_socket(raw, server_hostname=parts.hostname)
+            sock.sendall(f"GET /login HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+            seen = _read_until(sock, b"</html>")
+        if not seen.startswith(b"HTTP/1.1 200") or b"type=password" not in seen:
+            raise OSError(f"no login page, got {seen[:60]!r}")
 
     def _check_telnet(self) -> None:
         ep = self.endpoints["telnet"]

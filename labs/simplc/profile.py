@@ -66,6 +66,10 @@ class Profile:
     audit_protected: bool = True  # clear/rotate leave a record; /log/audit.log read-only (CR 3.9)
     tamper_switch: dict[str, Any] | None = None  # {table: di, address: N}: the enclosure switch (CR 3.11)
     telnet_login: bool = False  # a plaintext login port (CR 4.1, 7.7)
+    # The web management UI (web.py); fixed at start
+    web_tls: str = "modern"  # modern: TLS 1.2+, ECDHE AEAD suites, EC P-256; legacy: TLS 1.0+, all suites, RSA-1024
+    web_sessions: str = "strong"  # strong: random, rotated, ended, flagged, CSRF-checked; weak: none of it
+    web_plain_http: bool = False  # the same UI, login included, over plain http too
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
