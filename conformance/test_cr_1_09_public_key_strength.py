@@ -1,32 +1,31 @@
 """CR 1.9 Strength of public key-based authentication (SL 2-4), RE(1) Hardware security for public
 key-based authentication (SL 3-4).
 
-Judges CR 1.9 over ssh: the host keys the server offers and the one it presents are of acceptable
-strength (no DSA; RSA of at least 2048 bits; ECDSA of at least 256 bits; Ed25519), and the server
-refuses a client key it has not enrolled (the key is checked, not just its form). RE(1) is manual.
+Judges CR 1.9 over ssh: the server's full algorithm inventory (key exchanges, host key types with each key's
+size, ciphers, MACs: `fixtures/crypto.py`) holds nothing the reference in
+`harness/data/ssh-crypto-reference.yaml` rejects (SHA-1 signatures and key exchanges, DSA, RSA under 2048
+bits, CBC, SHA-1 and MD5 MACs, ...), each failing algorithm named; and the server refuses a client key it has
+not enrolled (the key is checked, not just its form). Over https: every certificate the web interface presents
+(`fixtures/tls.py`) has a key of a type and size, and a signature hash, that `harness/data/tls-policy.yaml` accepts
+(RSA of 2048 bits or more, EC of 256 or more, no DSA, no SHA-1 or MD5 signature but a root's own). RE(1) is manual.
 """
 
 from __future__ import annotations
 
 import paramiko
 import pytest
+from iec62443_harness.fixtures import crypto
 from iec62443_harness.fixtures.login import refused
 from iec62443_harness.fixtures.outcomes import manual
-
-WEAK_TYPES = {"ssh-dss"}
-MIN_BITS = {"ssh-rsa": 2048, "rsa-sha2-256": 2048, "rsa-sha2-512": 2048, "ecdsa-sha2-nistp256": 256,
-            "ecdsa-sha2-nistp384": 384, "ecdsa-sha2-nistp521": 521}
+from iec62443_harness.fixtures.tls import key_findings, policy_reference, tls_inventory
 
 
 @pytest.mark.judges("CR 1.9", over=["ssh"])
-def test_host_key_strength(target, ssh, evidence):
-    probe = ssh.probe()
-    name, bits, fingerprint = ssh.host_key()
-    evidence.add("check", f"host key types offered: {', '.join(probe.host_key_types)}; presented: {name} "
-                          f"{bits} bits {fingerprint}")
-    weak = sorted(WEAK_TYPES & set(probe.host_key_types))
-    assert not weak, f"the server offers weak host key types: {', '.join(weak)}"
-    assert bits >= MIN_BITS.get(name, 0), f"the {name} host key has {bits} bits (at least {MIN_BITS[name]} needed)"
+def test_ssh_algorithms_and_host_keys_meet_the_reference(target, ssh, evidence):
+    inv = crypto.inventory(ssh, evidence)
+    findings = crypto.judge(inv)
+    evidence.add("check", f"judged by {crypto.reference().label}: {len(findings)} rejected")
+    assert not findings, crypto.verdict_message(findings, "offers")
 
 
 @pytest.mark.judges("CR 1.9", over=["ssh"])
@@ -36,6 +35,14 @@ def test_unenrolled_client_key_refused(target, ssh, evidence):
     result = ssh.try_login(creds.username, pkey=key)
     evidence.add("check", f"{creds.username} with an unenrolled ECDSA key -> {result.outcome}")
     assert refused(result), f"a client key that was never enrolled is taken ({result.outcome})"
+
+
+@pytest.mark.judges("CR 1.9", over=["https"])
+def test_tls_certificate_keys_meet_the_policy(target, interface, evidence):
+    inv = tls_inventory(target, interface, evidence)
+    findings = key_findings(inv)
+    evidence.add("check", f"{len(inv.chain)} certificate(s) judged by {policy_reference()}: {len(findings)} rejected")
+    assert not findings, f"the {interface} interface authenticates with keys the policy rejects: {' | '.join(findings)}"
 
 
 @pytest.mark.judges("CR 1.9 RE(1)")

@@ -1,30 +1,26 @@
 """CR 1.14 Strength of symmetric key-based authentication (SL 2-4), RE(1) Hardware security for symmetric
 key-based authentication (SL 3-4).
 
-Judges CR 1.14 over ssh: the message authentication codes and ciphers the server offers (which
-authenticate every packet with session keys) include none that is broken or weak (MD5 or 96-bit MACs,
-64-bit or CBC ciphers, RC4, none). Symmetric keys of other protocols and RE(1) are manual.
+Judges CR 1.14 over ssh: the server's full algorithm inventory (`fixtures/crypto.py`: the key exchanges that
+derive the session keys, host keys, and the ciphers and MACs that authenticate every packet with them) holds
+nothing the reference in `harness/data/ssh-crypto-reference.yaml` rejects (CBC, 64-bit blocks, RC4, 3DES,
+MD5, SHA-1 and short-tag MACs, SHA-1 key exchanges, none, ...), each failing algorithm named. Symmetric keys
+of other protocols and RE(1) are manual.
 """
 
 from __future__ import annotations
 
 import pytest
+from iec62443_harness.fixtures import crypto
 from iec62443_harness.fixtures.outcomes import manual
-
-WEAK_MACS = ("hmac-md5", "hmac-md5-96", "hmac-sha1-96", "umac-64@openssh.com", "none", "hmac-md5-etm@openssh.com",
-             "hmac-md5-96-etm@openssh.com", "umac-64-etm@openssh.com", "hmac-ripemd160")
-WEAK_CIPHERS = ("3des-cbc", "blowfish-cbc", "cast128-cbc", "arcfour", "arcfour128", "arcfour256", "des-cbc",
-                "aes128-cbc", "aes192-cbc", "aes256-cbc", "rijndael-cbc@lysator.liu.se", "none")
 
 
 @pytest.mark.judges("CR 1.14", over=["ssh"])
 def test_ssh_offers_no_weak_symmetric_algorithms(target, ssh, evidence):
-    probe = ssh.probe()
-    macs = set(probe.macs_c2s) | set(probe.macs_s2c)
-    ciphers = set(probe.ciphers_c2s) | set(probe.ciphers_s2c)
-    weak = sorted(macs & set(WEAK_MACS)) + sorted(ciphers & set(WEAK_CIPHERS))
-    evidence.add("check", f"MACs offered: {', '.join(sorted(macs))}; ciphers: {', '.join(sorted(ciphers))}")
-    assert not weak, f"the ssh server accepts weak symmetric algorithms: {', '.join(weak)}"
+    inv = crypto.inventory(ssh, evidence)
+    findings = crypto.judge(inv)
+    evidence.add("check", f"judged by {crypto.reference().label}: {len(findings)} rejected")
+    assert not findings, crypto.verdict_message(findings, "accepts")
 
 
 @pytest.mark.judges("CR 1.14 RE(1)")

@@ -19,6 +19,10 @@ Judges:
   shows, which a target file's countermeasure for the row and interface turns into "compensated" in the
   rollup; a refusal (a Modbus exception, an SDO abort) passes unless the value changed all the same; no
   answer is an ERROR.
+- CR 2.1, over https: the web interface's state-changing request (`interfaces.https.protected_action`, sent only
+  with `safety.allow_config_changes`) is taken from an administrator, with its anti-CSRF token from the device's
+  own pages, and refused (not taken) from an account of the least privileged declared role doing the same.
+  Nothing is sent over plain http: a login there would put a password on the wire in clear.
 Manual: RE(3) supervisor override and RE(4) dual approval (nothing generic to observe).
 Not exercised: operations in `shell.commands` the harness knows no harmless arguments for (named in the
 evidence).
@@ -39,6 +43,7 @@ from iec62443_harness.fixtures.roles import (
     ROLE_CHECKLIST,
     current_register,
     harmless_args,
+    least_privileged_role,
     role_table,
     temporary_user,
 )
@@ -207,6 +212,48 @@ def test_can_write_needs_authorization(target, can_bus, evidence):
         "authorization is enforced for devices and software processes")
     assert now != old ^ 1, (f"CAN node {node} aborts a write to object 0x{index:04x} from a node that never "
                             "authenticated, yet the value changed")
+
+
+@pytest.mark.judges("CR 2.1", over=["https"])
+def test_web_refuses_the_least_privileged_role_a_change(target, https, interface, evidence):
+    rec = target.require(interface)
+    action = rec.protected_action
+    if rec.login is None:
+        manual(f"interfaces.{interface}.login is not declared: the harness cannot log in to try the request",
+               ["Log in to the web interface with the least privileged role and confirm every change of "
+                "configuration is refused."])
+    if action is None:
+        manual(f"interfaces.{interface}.protected_action is not declared: no state-changing request to try",
+               ["Declare a harmless state-changing request of the web interface and rerun, or log in with the "
+                "least privileged role and confirm the web interface refuses every change of configuration."])
+    target.guard(interface).require("config_changes")  # before the first byte: the request changes the device
+    admin = target.admin()
+    if admin is None or admin.password is None:
+        not_run("the target file declares no administrator account with a password to show the request is taken")
+    role = least_privileged_role(target)
+    low = [c for c in target.accounts(role=role, purpose="normal") if c.password]
+    if role == target.spec.policies.administrator_role or not low:
+        not_run(f"no normal account with a password has a role less privileged than {admin.role} to try it with")
+    with https.session(admin.username, admin.password) as session:
+        genuine = session.action(action, note=f"as {admin.username} ({admin.role})")
+        if rec.login.logout is not None:
+            session.logout()
+    evidence.add("check", f"{action.method} {action.path} as {admin.username} ({admin.role}): "
+                          f"{'taken' if genuine.done else 'NOT taken'} ({genuine.detail})")
+    if not genuine.done:
+        inconclusive(f"the declared protected_action is not taken from {admin.username} either ({genuine.detail}): a "
+                     f"refusal for {role} would mean nothing; check interfaces.{interface}.protected_action")
+    creds = low[0]
+    with https.session(creds.username, creds.password) as session:
+        tried = session.action(action, note=f"as {creds.username} ({role}), with its token")
+        if rec.login.logout is not None:
+            session.logout()
+    evidence.add("check", f"the same request as {creds.username} ({role}): "
+                          f"{'TAKEN' if tried.done else 'refused' if tried.refused else 'not taken'} ({tried.detail})")
+    if tried.status >= 500:
+        inconclusive(f"the request as {creds.username} got status {tried.status}: neither taken nor refused")
+    assert not tried.done, (f"the web interface takes a state-changing request ({action.method} {action.path}) from "
+                            f"{creds.username}, of the least privileged role {role} ({tried.detail})")
 
 
 @pytest.mark.judges("CR 2.1 RE(3)")

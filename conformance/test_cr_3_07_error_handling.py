@@ -19,6 +19,7 @@ import pytest
 from iec62443_harness.fixtures.fuzz.campaign import Campaign, budget_for, seed_for
 from iec62443_harness.fixtures.fuzz.channels import BAD_REPLY, leak
 from iec62443_harness.fixtures.fuzz.strategies import CanFrame
+from iec62443_harness.fixtures.fuzz.watch import ready_for_attack
 from iec62443_harness.fixtures.links.modbus import PROBE_PDU, mbap, rtu_frame
 from iec62443_harness.fixtures.sessions import ordinary_account
 from iec62443_harness.fixtures.shell import CHANGES
@@ -69,6 +70,7 @@ def test_error_replies_are_protocol_errors_that_reveal_nothing(target, interface
     problems: list[str] = []
     channel = target.channel(interface, evidence, replies=True)
     try:
+        ready_for_attack(target, interface, None, evidence, channel)  # a device silent already cannot go silent
         for case, why in _directed(target, interface).items():
             sent = channel.ask(case)
             evidence.add("check", f"{why}: {sent.reply}{'' if sent.alive else ', then NO ANSWER'}"

@@ -107,7 +107,9 @@ def test_keeps_communicating_under_load(target, interface, evidence):
     storm_guard = target.guard(interface)
     storm_guard.require("floods")
     target.require(interface)
-    ready_for_attack(target, interface, None, evidence)
+    watch = Watch(target.registry, interface, evidence) if spec.essential_function is not None else None
+    with watch if watch is not None else nullcontext():  # the device must be well before it is loaded
+        ready_for_attack(target, interface, watch, evidence)
     kind, _ = STORMS[interface][0]
     rate = top_rate(spec, interface, kind)
     step_s, held_for = step_seconds(spec)

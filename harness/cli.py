@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {  # name -> (module with main(argv) -> int, what it does)
+COMMANDS = {  # name -> (module[:function], whose main(argv) -> int runs it; what it does)
     "rebuild": ("iec62443_harness.report.__main__", "rebuild a run's matrix files from its results.jsonl"),
+    "merge": ("iec62443_harness.report.merge", "merge runs of one target (machines, workers, -k halves) into one"),
+    "seal": ("iec62443_harness.report.seal:seal_main", "pack a run folder as one evidence bundle, print its hash"),
+    "verify": ("iec62443_harness.report.seal:verify_main", "check a bundle or run folder against its manifest"),
+    "diff": ("iec62443_harness.report.diff", "rows whose verdict changed between two runs, SL-C before and after"),
     "replay": ("iec62443_harness.fixtures.fuzz.replay", "replay stored fuzz cases against a target"),
     "simplc": ("iec62443_harness.labs.simplc.__main__", "run the emulated PLC in the foreground"),
     "qemu-build": ("iec62443_harness.labs.qemu.build", "build (or find) the QEMU lab's guest image"),
@@ -22,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module, _ = COMMANDS[args[0]]
-    return int(importlib.import_module(module).main(args[1:]) or 0)
+    module, _, func = module.partition(":")
+    return int(getattr(importlib.import_module(module), func or "main")(args[1:]) or 0)
 
 
 if __name__ == "__main__":

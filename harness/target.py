@@ -20,6 +20,7 @@ from iec62443_harness.wordlists import published_passwords
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -123,12 +124,130 @@ class Console(Strict):
     timeouts: Timeouts = Timeouts(connect_s=2.0, reply_s=2.0)
 
 
+# --- the web-management interface (https, or plain http): its login form or API described as data
+
+
+WebPath = Annotated[str, Field(pattern=r"^/", description="a path on the device, starting with /")]
+_SHA256_HEX = r"^(?:[0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$"
+
+
+class WebRequest(Strict):
+    """One request the harness may send, e.g. a harmless setting written back with its own value."""
+
+    path: WebPath
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    encoding: Literal["form", "json"] = "form"
+    fields: dict[str, str | int | float | bool] = Field(default_factory=dict, description="body fields (query "
+                                                        "parameters for GET)")
+    done_marker: Regex | None = Field(None, description="regular expression in a 2xx answer that says it was done; "
+                                      "without it any 2xx counts as done")
+    refused_status: list[int] = Field([401, 403], description="statuses that mean no (CSRF failures are often "
+                                      "400, 419 or 422: add them when the device uses them)")
+    refused_marker: Regex | None = Field(None, description="regular expression of a refusal in the body")
+
+
+class WebLogin(Strict):
+    """How a user logs in: a form (or a JSON API) at `path`, and what the answers say."""
+
+    path: WebPath = Field("/login", description="the login page (GET) and where the form is sent")
+    action: WebPath | None = Field(None, description="where the form is sent when it is not `path`")
+    method: Literal["POST", "GET"] = "POST"
+    encoding: Literal["form", "json"] = "form"
+    username_field: str = "username"
+    password_field: str = "password"
+    extra_fields: dict[str, str] = Field(default_factory=dict, description="sent with every login, e.g. a realm")
+    success_marker: Regex = Field(description="regular expression in the answer (after same-origin redirects) "
+                                  "to a login that was accepted")
+    failure_marker: Regex = Field(description="regular expression in the answer to a login that was refused; an "
+                                  "answer matching neither marker decides nothing (ERROR)")
+    lockout_marker: Regex | None = Field(None, description="regular expression in the answer once the account "
+                                         "is locked")
+    logout: WebRequest | None = Field(None, description="the request that ends the session")
+    session_probe: WebPath | None = Field(None, description="a page only a logged-in user is shown (GET)")
+    session_probe_marker: Regex | None = Field(None, description="regular expression on that page while logged in")
+
+    @model_validator(mode="after")
+    def _probe(self) -> WebLogin:
+        if (self.session_probe is None) != (self.session_probe_marker is None):
+            raise ValueError("session_probe and session_probe_marker go together: the page, and what shows on "
+                             "it while logged in")
+        return self
+
+
+class Csrf(Strict):
+    """Where the device's anti-CSRF token comes from and how a request carries it back."""
+
+    source: Literal["form", "cookie", "header"] = Field(description="form: <input name=NAME value=...> (or <meta "
+                                                        "name=NAME content=...>) on `page`; cookie: a cookie NAME; "
+                                                        "header: a response header NAME of the login")
+    name: str
+    page: WebPath | None = Field(None, description="the page that carries the token (form source)")
+    send_header: str | None = Field(None, description="send the token in this request header instead of a body "
+                                    "field named `name`")
+
+    @model_validator(mode="after")
+    def _page(self) -> Csrf:
+        if self.source == "form" and self.page is None:
+            raise ValueError("a token read from a form needs `page`: the page that carries it")
+        return self
+
+
+class Web(Strict):
+    base_url: str | None = Field(None, pattern=r"^https?://[^/?#]+$", description="scheme, host and port only, "
+                                 "e.g. https://192.0.2.10:443")
+    login: WebLogin | None = Field(None, description="the login form or API; without it the suites that need a "
+                                   "login are manual")
+    session_cookie: str | None = Field(None, description="the name of the cookie that carries the session")
+    csrf: Csrf | None = None
+    protected_action: WebRequest | None = Field(
+        None, description="a state-changing request an administrator may send and a viewer must be refused "
+        "(CR 2.1); CR 3.8 sends it without its CSRF token from a foreign origin. Choose one that is harmless to "
+        "repeat (writing a setting back with its current value): it is sent only with safety.allow_config_changes")
+    session_samples: int = Field(64, ge=16, le=1024, description="logins made to judge session identifiers")
+    timeouts: Timeouts = Timeouts(connect_s=3.0, reply_s=5.0)
+
+
+class Https(Web):
+    certificate_sha256: str | list[str] | None = Field(
+        None, description="SHA-256 fingerprint of the certificate the device presents (hex, colons optional), or a "
+        "list; pinned when given: a mismatch stops every https test before a credential is sent")
+    ca_file: str | None = Field(None, description="PEM file of the CA that issued the device's certificate: the "
+                                "chain and the host name are then verified on every connection")
+
+    @field_validator("certificate_sha256")
+    @classmethod
+    def _fingerprints(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for fp in [value] if isinstance(value, str) else value or []:
+            if not re.match(_SHA256_HEX, fp.strip()):
+                raise ValueError(f"{fp!r} is no SHA-256 fingerprint: 64 hex digits, colons optional (openssl x509 "
+                                 "-noout -fingerprint -sha256)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f"{value!r}: interfaces.https takes an https:// URL (plain http goes under http)")
+        return value
+
+
+class Http(Web):
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("http://"):
+            raise ValueError(f"{value!r}: interfaces.http takes an http:// URL (TLS goes under https)")
+        return value
+
+
 class Interfaces(Strict):
     modbus_tcp: ModbusTcp | None = None
     modbus_rtu: ModbusRtu | None = None
     can: Can | None = None
     ssh: Ssh | None = None
     console: Console | None = None
+    https: Https | None = None
+    http: Http | None = None
 
     def declared(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
@@ -136,7 +255,7 @@ class Interfaces(Strict):
 
 INTERFACE_NAMES = tuple(Interfaces.model_fields)
 _ADDRESS_FIELDS = {"modbus_tcp": ("host", "port"), "modbus_rtu": ("url",), "can": ("channel",),
-                   "ssh": ("host", "port"), "console": ("url",)}
+                   "ssh": ("host", "port"), "console": ("url",), "https": ("base_url",), "http": ("base_url",)}
 
 
 # --- accounts and credentials
@@ -308,9 +427,39 @@ class KnownCredential(Strict):
 
 class Service(Strict):
     name: str
-    interface: str | None = Field(None, description="the interface that provides it, when it is one")
-    port: int | None = Field(None, ge=1, le=65535)
-    protocol: Literal["tcp", "udp"] = "tcp"
+    interface: str | None = Field(None, description="the interface that provides it, when it is one (its port "
+                                  "is then the interface's own, on the interface's host)")
+    port: int | None = Field(None, ge=1, le=65535, description="open on every address the device has")
+    protocol: Literal["tcp", "udp", "can"] = "tcp"
+    can_ids: list[tuple[int, int]] = Field(default_factory=list, description="protocol can: [first, last] "
+                                           "identifiers the device sends")
+
+
+# The UDP ports CR 7.7 probes, each with a request of its protocol: SNMP, Modbus, IPMI/RMCP, SSDP, mDNS,
+# DNP3, EtherNet/IP, BACnet (fixtures/scan.py holds the requests).
+COMMON_UDP_PORTS = (161, 502, 623, 1900, 5353, 20000, 44818, 47808)
+
+
+class Scan(Strict):
+    """How CR 7.7 looks for open services; paced by safety.rates.scan (or max_rate_per_s)."""
+
+    tcp_ports: tuple[int, int] = Field((1, 65535), description="[first, last] ports of the TCP connect scan")
+    udp_ports: list[int] = Field(default_factory=lambda: list(COMMON_UDP_PORTS), description="UDP ports probed "
+                                 "with a request of their protocol (those without one get an empty datagram)")
+    timeout_s: float = Field(1.0, gt=0, le=30, description="wait for a SYN-ACK, a UDP answer or a banner")
+    in_flight: int = Field(256, ge=1, le=4096, description="TCP connects outstanding at once")
+    can_listen_s: float = Field(5.0, gt=0, le=300, description="how long to note the CAN identifiers the device "
+                                "sends (longer than its slowest periodic message)")
+
+
+class Network(Strict):
+    """A network the device is attached to (CR 5.1 segmentation, CR 7.7 scans each address)."""
+
+    address: str = Field(description="the device's own address on this network")
+    namespace: str | None = Field(None, description="the network namespace the harness reaches it from "
+                                  "(None: the harness host's own); an emulator fills it in")
+    peer: str | None = Field(None, description="an address of the harness on this network, routed through the "
+                             "device to the others: CR 5.1 sends there from another network and listens here")
 
 
 # --- what the harness may do
@@ -393,6 +542,8 @@ class Safety(Strict):
     allow_floods: bool = False
     allow_config_changes: bool = Field(False, description="accounts, passwords, settings and sessions may be "
                                        "changed through the management shell (and are restored)")
+    allow_lifecycle: bool = Field(False, description="firmware and code may be uploaded, applied and the device "
+                                  "restarted; backups made and restored; the device purged (and restored)")
     writable: Writable = Writable()
     max_rate_per_s: float = Field(50.0, gt=0, description="cap on requests per second, per interface")
     rates: dict[str, float] = Field(default_factory=dict, description="per-interface override of the cap")
@@ -401,10 +552,12 @@ class Safety(Strict):
 
     @field_validator("rates", "fuzz_budget")
     @classmethod
-    def _known_interfaces(cls, value: dict) -> dict:
-        unknown = [k for k in value if k not in INTERFACE_NAMES]
+    def _known_interfaces(cls, value: dict, info: ValidationInfo) -> dict:
+        # `scan` has a rate of its own (CR 7.7 port scans): a lab scans fast without raising the request cap
+        allowed = (*INTERFACE_NAMES, "scan") if info.field_name == "rates" else INTERFACE_NAMES
+        unknown = [k for k in value if k not in allowed]
         if unknown:
-            raise ValueError(f"{unknown[0]!r} is not an interface; use one of {', '.join(INTERFACE_NAMES)}")
+            raise ValueError(f"{unknown[0]!r} is not an interface; use one of {', '.join(allowed)}")
         return value
 
     def rate_for(self, interface: str) -> float:
@@ -453,24 +606,339 @@ class Syslog(Strict):
     listen_port: int = Field(0, ge=0, le=65535, description="0: pick a free port (emulated targets)")
 
 
+FR_NAMES = tuple(f"FR{n}" for n in range(1, 8))
+
+
+def _sl_t(value: Any) -> Any:
+    """SL-T: one level for every FR, or a vector naming each of FR1..FR7 once (as 62443-3-3 zones give it)."""
+    def level(v: Any, where: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4:
+            raise ValueError(f"{where} must be a security level 1-4, not {v!r}")
+        return v
+
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in FR_NAMES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a foundational requirement: name FR1..FR7")
+        missing = [fr for fr in FR_NAMES if fr not in value]
+        if missing:
+            raise ValueError(f"the SL-T vector leaves out {', '.join(missing)}: give all of FR1..FR7, or one number")
+        return {fr: level(value[fr], fr) for fr in FR_NAMES}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return level(value, "the claimed SL-T")
+    raise ValueError(f"must be one security level 1-4 or a vector {{FR1: 2, ..., FR7: 1}}, not {value!r}")
+
+
+# --- what the audit, monitoring and trust-anchor suites need (CR 3.3, 3.9, 6.1, 6.2, EDR/HDR/NDR 3.11)
+
+
+class LabAction(Strict):
+    """Something the lab does to the device when a suite asks, the way it would pull a cable, and how it is
+    undone. An emulated target names a fault of its emulator (undone by clearing it); a real device names a
+    command the lab runs (a relay, a jig), like `recovery.command`, and the command that undoes it. A step only
+    a human can do is no lab action: the row it would serve stays manual."""
+
+    description: str = Field(min_length=3)
+    fault: str | None = Field(None, description="emulated targets: the emulator fault it selects")
+    command: str | None = Field(None, description="a real device: the command the lab runs; ${VAR} references "
+                                "are resolved (and redacted) at run time")
+    undo: str | None = Field(None, description="the command that puts the device back (required with command)")
+    settle_s: float = Field(0.5, ge=0, le=60, description="time the device gets to notice before it is looked at")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="longest the command (and its undo) may run")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabAction:
+        if (self.fault is None) == (self.command is None):
+            raise ValueError("a lab action gives exactly one of fault (an emulated target) or command (a real device)")
+        if self.command is not None and self.undo is None:
+            raise ValueError("a lab action with a command needs undo: the command that puts the device back")
+        return self
+
+
+class AuditLogAccess(Strict):
+    """The audit log beyond `audit_show`: rights are the role table's (`audit_show` and `audit_export` read,
+    `audit_clear` and `audit_rotate` clear); no role may rewrite records."""
+
+    format: Literal["jsonl"] = Field("jsonl", description="of audit_export's output and of the files: one JSON "
+                                     "object a line")
+    fields: list[str] = Field(default_factory=list, description="keys every exported record carries")
+    files: list[str] = Field(default_factory=list, description="the log's paths over SFTP, readable with the "
+                             "audit_export right, writable by no role")
+
+
+def _function_regex(value: str) -> str:
+    if not {"name", "state"} <= set(re.compile(value).groupindex):
+        raise ValueError(f"{value!r} needs the named groups (?P<name>...) and (?P<state>...)")
+    return value
+
+
+class SelfTest(Strict):
+    """The device's security self-test (`shell.commands.selftest`) and how to read its report."""
+
+    passed: Regex = Field(description="regular expression of the report's overall pass")
+    failed: Regex = Field(description="regular expression of the report's overall failure")
+    function: Annotated[Regex, AfterValidator(_function_regex)] = Field(
+        r"^\s*(?P<name>[\w.-]+)\s*:\s*(?P<state>.*?)\s*$", description="one function's line, with the groups "
+        "name and state")
+    ok: Regex = Field(r"^ok\b", description="a state that means the function works")
+    functions: list[str] = Field(default_factory=list, description="security functions the report must cover")
+    broken_by: dict[str, str] = Field(default_factory=dict, description="function -> the lab action that breaks it")
+
+
+class Monitoring(Strict):
+    latency_s: float = Field(gt=0, le=300, description="bound within which a security event reaches the syslog "
+                             "receiver (CR 6.2)")
+
+
+class TamperSignal(Strict):
+    """A switch the harness can read: a discrete input or coil over Modbus."""
+
+    interface: Literal["modbus_tcp", "modbus_rtu"]
+    table: Literal["coils", "discrete_inputs"]
+    address: int = Field(ge=0, le=65535)
+    tripped: Literal[0, 1] = 1
+
+
+class Tamper(Strict):
+    trip: str = Field(description="the lab action that opens the enclosure or trips the switch")
+    signal: TamperSignal | None = None
+    notification: Regex = Field(r"(?i)tamper|intrusion|enclosure|cover open|case open", description="regular "
+                                "expression of the audit record or syslog message that reports it")
+    within_s: float = Field(2.0, gt=0, le=60)
+
+
+class Assurance(Strict):
+    audit_log: AuditLogAccess = AuditLogAccess()
+    self_test: SelfTest | None = None
+    monitoring: Monitoring | None = None
+    tamper: Tamper | None = None
+    lab_actions: dict[str, LabAction] = Field(default_factory=dict, description="name -> what the lab does")
+
+    @model_validator(mode="after")
+    def _actions_exist(self) -> Assurance:
+        breaks = self.self_test.broken_by if self.self_test else {}
+        named = [(f"self_test.broken_by.{function}", action) for function, action in breaks.items()]
+        named += [("tamper.trip", self.tamper.trip)] if self.tamper else []
+        for where, action in named:
+            if action not in self.lab_actions:
+                raise ValueError(f"{where} names {action!r}, which lab_actions does not declare")
+        return self
+
+
+# --- device lifecycle (CR 3.2, 3.4, 3.10, 4.2, 7.3, 7.4, 7.6, 7.8): how a lab updates, backs up, purges and
+# reads the device, as data. Operations are names in shell.commands (so the role table applies); files are
+# `${VAR}` references to files on the harness's machine, resolved at run time from the environment or from
+# what an emulator hands over. A file path is not a secret: it is never redacted.
+
+FileRef = Annotated[str, Field(pattern=_ENV_REF.pattern, description="${VAR} naming a file on the harness's "
+                               "machine (the vendor's image, an SBOM), resolved at run time")]
+Scalar = str | bool | int | float | None
+
+
+class Transfer(Strict):
+    """How a file reaches the device (and comes back): SFTP on an SSH session as the acting account, or local
+    commands (a vendor tool) with {file} (on the harness's machine) and {path} (on the device)."""
+
+    method: Literal["sftp", "command"] = "sftp"
+    put: str | None = Field(None, description="(command) copies local {file} to device {path}; ${VAR} resolved")
+    get: str | None = Field(None, description="(command) copies device {path} to local {file}")
+    remove: str | None = Field(None, description="(command) deletes device {path}")
+    timeout_s: float = Field(60.0, gt=0, le=600, description="bound on one transfer")
+
+    @model_validator(mode="after")
+    def _commands(self) -> Transfer:
+        if self.method == "command" and not self.put:
+            raise ValueError("method command needs put: the local command that copies {file} to the device's {path}")
+        return self
+
+
+class FirmwareImage(Strict):
+    file: FileRef
+    version: str | None = Field(None, description="the version the image carries, as the device reports it")
+
+
+class UpdateImages(Strict):
+    """What the lab has from the vendor. The harness derives the tampered (one flipped byte), truncated and
+    garbage variants from `authentic` itself, knowing nothing of the format."""
+
+    authentic: FirmwareImage = Field(description="the vendor's authentic image, newer than the running one")
+    older: FirmwareImage | None = Field(None, description="an authentic image older than the running one (a "
+                                        "downgrade)")
+    foreign: FirmwareImage | None = Field(None, description="an image signed by another key")
+    original: FirmwareImage | None = Field(None, description="the image the device runs now (restore: reapply)")
+
+    @model_validator(mode="after")
+    def _versions(self) -> UpdateImages:
+        for name in ("authentic", "older"):
+            image = getattr(self, name)
+            if image is not None and not image.version:
+                raise ValueError(f"{name} needs its version: the harness checks it against what the device reports")
+        return self
+
+
+class Update(Strict):
+    directory: str = Field(description="folder on the device images are put in, e.g. /update/")
+    apply: str = Field(description="operation that verifies and installs (or stages) {path}")
+    accepted: Regex = Field(description="the apply operation's answer when it takes the image")
+    rejected: Regex = Field(description="its answer when it refuses the image")
+    version: str = Field(description="operation that reports the running firmware version")
+    version_pattern: Regex = Field(description="regular expression; group 1 is the running version")
+    restart: str | None = Field(None, description="operation that restarts into the installed image")
+    restart_wait_s: float = Field(60.0, gt=0, le=900, description="how long the device may take to come back")
+    restore: Literal["reapply", "recovery"] = Field(
+        "reapply", description="how the original firmware comes back after a test: reapply images.original (and "
+        "restart), or recovery (the target's recovery action: the emulator's power cycle, recovery.command)")
+    notify_within_s: float = Field(5.0, gt=0, le=300, description="bound on the audit record and syslog "
+                                   "message of a refused image (CR 3.4 RE(2))")
+    images: UpdateImages
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if re.compile(value).groups < 1:
+            raise ValueError("needs a group: (...) around the version")
+        return value
+
+
+class CodeEffect(Strict):
+    """What the signed and unsigned code do when they run, seen over Modbus: a holding register takes a value."""
+
+    holding_register: int = Field(ge=0, le=65535)
+    value: int = Field(ge=0, le=65535)
+
+
+class Code(Strict):
+    """Code the management plane can be asked to run (CR 3.2): put through `lifecycle.transfer`."""
+
+    directory: str = Field(description="folder on the device the code is put in")
+    run: str = Field(description="operation that runs {path}")
+    rejected: Regex = Field(description="its answer when it refuses the code")
+    unsigned: FileRef = Field(description="code the vendor did not sign")
+    signed: FileRef | None = Field(None, description="the same code, signed by the vendor: it must run")
+    effect: CodeEffect | None = Field(None, description="what running the code changes (restored afterwards)")
+
+
+class Probe(Strict):
+    """A harmless setting the harness changes (config_set) and expects a restore or a purge to undo."""
+
+    key: str
+    value: str
+
+
+class Backup(Strict):
+    create: str = Field(description="operation that writes a backup")
+    created: Regex = Field(description="its answer; group 1 is the backup's path on the device")
+    restore: str = Field(description="operation that restores {path}")
+    restored: Regex = Field(description="its answer when it restores")
+    rejected: Regex = Field(description="its answer when it refuses the backup")
+
+    @field_validator("created")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if re.compile(value).groups < 1:
+            raise ValueError("needs a group: (...) around the backup's path")
+        return value
+
+
+class Purge(Strict):
+    operation: str = Field(description="the purge or factory-reset operation")
+    done: Regex = Field(description="its answer when it purged")
+    wait_s: float = Field(30.0, gt=0, le=900, description="how long the device may take to come back")
+
+
+class Settings(Strict):
+    report: str | None = Field(None, description="operation that prints the network and security settings")
+    machine_readable: str | None = Field(None, description="operation that prints them as JSON")
+    baseline: dict[str, Scalar] = Field(default_factory=dict, description="setting -> the value the lab's "
+                                        "secure configuration has; keys are paths in the report (security.x)")
+    volatile: list[Regex] = Field(default_factory=list, description="settings (regular expressions on the key) "
+                                  "that change by themselves and are not compared after a restore")
+
+
+class Inventory(Strict):
+    report: str | None = Field(None, description="operation that lists the installed components and versions")
+    machine_readable: str | None = Field(None, description="the same as JSON: a list of {name, version}")
+    firmware_component: str | None = Field(None, description="the component whose version is identity.firmware")
+    sbom: FileRef | None = Field(None, description="the vendor's CycloneDX SBOM (JSON)")
+
+
+class Lifecycle(Strict):
+    transfer: Transfer = Transfer()
+    update: Update | None = None
+    code: Code | None = None
+    backup: Backup | None = None
+    purge: Purge | None = None
+    probe: Probe | None = Field(None, description="a setting changed to see a restore (CR 7.4) or a purge "
+                                "(CR 4.2) undo it")
+    settings: Settings | None = None
+    inventory: Inventory | None = None
+
+    def operations(self) -> dict[str, str]:
+        """Every shell operation the section names: where -> operation."""
+        ops: dict[str, str] = {}
+        for part in ("update", "code", "backup", "purge", "settings", "inventory"):
+            section = getattr(self, part)
+            for key in ("apply", "version", "restart", "run", "create", "restore", "operation", "report",
+                        "machine_readable"):
+                value = getattr(section, key, None) if section is not None else None
+                if isinstance(value, str) and not (part == "update" and key == "restore"):
+                    ops[f"lifecycle.{part}.{key}"] = value
+        return ops
+
+    def file_refs(self) -> dict[str, str]:
+        """Every file reference: where -> ${VAR}."""
+        refs: dict[str, str] = {}
+        if self.update is not None:
+            for name in ("authentic", "older", "foreign", "original"):
+                image = getattr(self.update.images, name)
+                if image is not None:
+                    refs[f"lifecycle.update.images.{name}.file"] = image.file
+        if self.code is not None:
+            refs["lifecycle.code.unsigned"] = self.code.unsigned
+            if self.code.signed:
+                refs["lifecycle.code.signed"] = self.code.signed
+        if self.inventory is not None and self.inventory.sbom:
+            refs["lifecycle.inventory.sbom"] = self.inventory.sbom
+        return refs
+
+
 class TargetSpec(Strict):
     schema_version: Literal[1] = 1
     identity: Identity
     component_type: ComponentType
-    security_level: int = Field(ge=1, le=4, description="claimed SL-T")
+    security_level: Annotated[int | dict[str, int], BeforeValidator(_sl_t)] = Field(
+        description="claimed SL-T: one number for every FR, or a vector {FR1: 2, FR2: 2, ..., FR7: 1}")
     wireless: bool = Field(False, description="the component has wireless interfaces (CR 2.2, NDR 1.6)")
     interfaces: Interfaces
     accounts: dict[str, Account] = Field(default_factory=dict)
     essential_function: EssentialFunction | None = None
     safe_state: SafeState | None = Field(None, description="outputs on loss of communication (CR 3.6)")
     services: list[Service] = Field(default_factory=list, description="what the vendor declares open (CR 7.7)")
+    scan: Scan = Scan()
+    networks: dict[str, Network] = Field(default_factory=dict, description="the networks the device is attached "
+                                         "to by name (CR 5.1, CR 7.7)")
     policies: Policies = Policies()
     shell: Shell = Shell()
     safety: Safety = Safety()
     countermeasures: list[Countermeasure] = Field(default_factory=list)
     recovery: Recovery = Recovery()
+    assurance: Assurance = Field(Assurance(), description="audit, self-test, monitoring and tamper "
+                                 "(CR 3.3, 3.9, 6.1, 6.2, EDR/HDR/NDR 3.11)")
     syslog: Syslog | None = None
     emulator: Emulator | None = None
+    lifecycle: Lifecycle | None = Field(None, description="update, backup, purge and reports (CR 3.2, 3.4, 3.10, "
+                                        "4.2, 7.3, 7.4, 7.6, 7.8); used only with safety.allow_lifecycle where "
+                                        "they change the device")
+
+    @model_validator(mode="after")
+    def _lifecycle_operations(self) -> TargetSpec:
+        if self.lifecycle is not None:
+            for where, op in self.lifecycle.operations().items():
+                if op not in self.shell.commands:
+                    raise ValueError(f"{where} names operation {op!r}, which shell.commands does not declare")
+            if self.lifecycle.probe is not None and "config_set" not in self.shell.commands:
+                raise ValueError("lifecycle.probe needs the config_set operation in shell.commands")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetSpec:
@@ -514,14 +982,32 @@ class TargetSpec(Strict):
         if kind == "command" and (watched.account is None or watched.account not in self.accounts):
             raise ValueError(f"{where}: a command signal needs `account`, the key of an account in accounts")
 
+    @property
+    def sl_t(self) -> dict[str, int]:
+        """SL-T per FR (FR1..FR7), whichever way the target file gave it."""
+        level = self.security_level
+        return {fr: level[fr] for fr in FR_NAMES} if isinstance(level, dict) else dict.fromkeys(FR_NAMES, level)
+
+    @model_validator(mode="after")
+    def _assurance_interfaces(self) -> TargetSpec:
+        signal = self.assurance.tamper.signal if self.assurance.tamper else None
+        if signal is not None and getattr(self.interfaces, signal.interface) is None:
+            raise ValueError(f"assurance.tamper.signal.interface names {signal.interface!r}, which interfaces does "
+                             "not declare")
+        return self
+
     def with_endpoints(self, endpoints: dict[str, dict[str, Any]]) -> TargetSpec:
         """The same target with interface addresses filled in (by an emulator that picked them)."""
         updated = {}
         for name, fields in endpoints.items():
-            iface = getattr(self.interfaces, name, None)
+            iface = getattr(self.interfaces, name, None) if name in INTERFACE_NAMES else None
             if iface is not None:
                 updated[name] = iface.model_copy(update=fields)
-        return self.model_copy(update={"interfaces": self.interfaces.model_copy(update=updated)})
+        # an emulated device's networks exist only where its emulator attached them (and named the namespace)
+        given = endpoints.get("networks", {})
+        networks = {name: net.model_copy(update=given[name]) for name, net in self.networks.items() if name in given}
+        return self.model_copy(update={"interfaces": self.interfaces.model_copy(update=updated),
+                                       "networks": networks})
 
 
 # --- loading
@@ -629,3 +1115,17 @@ def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) 
     if value not in published_passwords():  # a published factory default protects nothing when hidden
         redact.add(value)  # from now on no report, log or terminal line shows it
     return Secret(value)
+
+
+def resolve_file(ref: str, where: str, extra: dict[str, str] | None = None) -> Path:
+    """Resolve one `${VAR}` file reference (the environment, or files an emulator handed over) to an existing
+    file. A path is not a secret: nothing is redacted."""
+    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    value = (extra or {}).get(var, os.environ.get(var))
+    if value is None:
+        raise HarnessError(f"{where} needs environment variable {var} (a file path), which is not set: export "
+                           f"{var}=... before running")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise HarnessError(f"{where} is {ref} = {path}, which is not a readable file: check the path")
+    return path

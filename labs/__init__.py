@@ -11,6 +11,17 @@ Contract shared by every emulator kind (`simplc`, `qemu`):
   (`{"modbus_tcp": {"host": "127.0.0.1", "port": 15020}, "console": {"url": "/dev/pts/7"}, ...}`).
 - `Running.secrets`: environment-variable name -> value for the accounts the device provisioned
   (the target file refers to them as `${SIMPLC_ADMIN_PASSWORD}` and so on).
+- `Running.files` (simplc; an emulator without such files has none or `{}`): variable name -> absolute
+  path of a file the emulator made for the test, never a secret: `SIMPLC_FW_AUTHENTIC` (newer firmware,
+  vendor-signed), `SIMPLC_FW_OLDER` (older firmware, vendor-signed: a downgrade), `SIMPLC_FW_FOREIGN`
+  (newer firmware signed by another key), `SIMPLC_SCRIPT_SIGNED`, `SIMPLC_SCRIPT_UNSIGNED`,
+  `SIMPLC_VENDOR_PUBKEY` (PEM), `SIMPLC_SBOM` (CycloneDX 1.5 JSON). They live in the run directory and
+  are made afresh, with a fresh vendor key, by every start and `restart()`: read `files` again after one.
+- Endpoint names beyond the target file's interfaces may appear (simplc's insecure profile adds
+  `telnet: {host, port}`, a plaintext login port); a target file ignores names it does not declare.
+- simplc's web management UI: `https: {base_url, certificate_sha256}` (the certificate is made afresh at
+  every start; its fingerprint is handed over so that the harness pins the device it started) and, on the
+  insecure profile, `http: {base_url}` (the same UI over plain http).
 - `Running.set_fault(name | None)`, `Running.restart()`, `Running.stop()`; `Running.pid`, `Running.ready_s`.
 """
 

@@ -223,3 +223,95 @@ class Ticker:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
+
+
+# --- a Modbus TCP device that counts what reaches it
+
+
+class CountingDevice:
+    """A Modbus TCP device of our own that counts what reaches it: coil 0 toggles 1 s on / 2 s off, reads of
+    anything else get zeros, other functions exception 01; malformed headers close the connection. Every
+    request is kept with its arrival time (`frames`)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.start = time.monotonic()
+        self.requests: list[float] = []
+        self.frames: list[bytes] = []
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._server.settimeout(0.2)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _coil(self) -> int:
+        return 1 if (time.monotonic() - self.start) % 3.0 < 1.0 else 0
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.5)
+        buf = b""
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 7:
+                    length = int.from_bytes(buf[4:6], "big")
+                    if buf[2:4] != b"\0\0" or not 2 <= length <= 254:
+                        return
+                    if len(buf) < 6 + length:
+                        break
+                    frame, buf = buf[:6 + length], buf[6 + length:]
+                    with self._lock:
+                        self.requests.append(time.monotonic())
+                        self.frames.append(frame)
+                    try:
+                        conn.sendall(self._answer(frame))
+                    except OSError:
+                        return
+
+    def _answer(self, frame: bytes) -> bytes:
+        tid, unit, pdu = frame[:2], frame[6], frame[7:]
+        fc = pdu[0] if pdu else 0
+        if fc in (1, 2) and len(pdu) == 5:
+            body = bytes([fc, 1, self._coil()])
+        elif fc in (3, 4) and len(pdu) == 5 and 1 <= int.from_bytes(pdu[3:5], "big") <= 125:
+            count = int.from_bytes(pdu[3:5], "big")
+            body = bytes([fc, 2 * count]) + bytes(2 * count)
+        else:
+            body = bytes([(fc | 0x80) & 0xFF, 1])
+        return tid + b"\0\0" + (len(body) + 1).to_bytes(2, "big") + bytes([unit]) + body
+
+    def busiest_second(self) -> tuple[int, float]:
+        """The most requests in any half-open 1 s window, and when it began (s after start)."""
+        with self._lock:
+            times = sorted(self.requests)
+        best, at, j = 0, 0.0, 0
+        for i, t in enumerate(times):
+            while j < len(times) and times[j] < t + 1.0:
+                j += 1
+            if j - i > best:
+                best, at = j - i, t - self.start
+        return best, at
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()

@@ -413,8 +413,11 @@ def test_host_key_pin_is_checked(server):
     assert driver(srv, ev, host_key_fingerprint=HOST_KEY.fingerprint).try_login("admin", PASSWORD).outcome \
         is LoginOutcome.ACCEPTED
     assert any("matches the pin" in line for line in ev.lines())
-    with pytest.raises(HostKeyMismatch, match="is not the pinned SHA256:AAAA"):
+    with pytest.raises(HostKeyMismatch, match=r"is not a pinned one \(SHA256:AAAA"):
         driver(srv, host_key_fingerprint="SHA256:" + "A" * 43).try_login("admin", PASSWORD)
+    # a server has several host keys: a list pins each of them
+    pins = ["SHA256:" + "B" * 43, HOST_KEY.fingerprint]
+    assert driver(srv, host_key_fingerprint=pins).try_login("admin", PASSWORD).outcome is LoginOutcome.ACCEPTED
 
 
 def test_failed_login_is_fast(server):
@@ -467,6 +470,12 @@ def test_command_that_never_ends_times_out_and_the_session_survives(server):
 def test_babbling_command_is_cut_at_the_size_cap(server):
     with driver(server()).session("admin", PASSWORD) as s, pytest.raises(ProtocolViolation, match="babbling"):
         s.run("babble", timeout=10)
+
+
+def test_a_long_dump_passes_under_a_raised_cap(server):
+    with driver(server()).session("admin", PASSWORD) as s:
+        result = s.run("babble", timeout=20, max_output=8 << 20)  # a whole audit log, say
+    assert len(result.output) == 4096 * 1024 and result.exit_status == 0
 
 
 def test_connection_dropped_during_a_command_is_connection_lost(server):

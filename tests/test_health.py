@@ -16,7 +16,9 @@ from iec62443_harness.fixtures.outcomes import TargetUnavailable
 from iec62443_harness.fixtures.registry import Registry
 from iec62443_harness.target import TargetSpec
 
+from tests.certs import make_cert
 from tests.support import ModbusLab, Ticker, free_port
+from tests.webapp import WebApp, server_context
 
 
 def spec(interfaces: dict[str, Any], wait_s: float = 0.5, command: str | None = None,
@@ -152,6 +154,36 @@ def test_can_frame_seen_is_alive() -> None:
 def test_a_silent_can_bus_is_dead() -> None:
     alive, why, _ = timed(spec({"can": {"interface": "virtual", "channel": f"silent-{id(spec)}"}}), timeout=0.2)
     assert not alive and why == "can: no frame from the device within 0.2 s"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebApp, WebApp]]:
+    """A web UI with only https, and one with only plain http (no other interface to check instead)."""
+    cert = make_cert(tmp_path_factory.mktemp("health-web"))
+    with WebApp(strong=True, tls=server_context(str(cert.cert), str(cert.key))) as tls, WebApp(strong=False) as plain:
+        yield tls, plain
+
+
+def test_a_web_only_device_is_alive_over_https_then_http(web: tuple[WebApp, WebApp]) -> None:
+    tls, plain = web
+    before = tls.requests
+    alive, why, took = timed(spec({"https": {"base_url": tls.base_url}}))
+    assert alive and why.startswith("https answers (certificate SHA-256 ") and took < 0.5, why
+    assert tls.requests == before  # a handshake and no request: nothing logged in, nothing changed
+    alive, why, _ = timed(spec({"http": {"base_url": plain.base_url}}))
+    assert alive and why == "http answers (status 404)", why  # any status is an answer
+
+
+def test_a_dead_web_port_is_dead_fast() -> None:
+    for scheme in ("https", "http"):
+        alive, why, took = timed(spec({scheme: {"base_url": f"{scheme}://127.0.0.1:{free_port()}"}}))
+        assert not alive and "connect" in why and took < 0.5, why
+
+
+def test_a_tls_port_that_speaks_no_tls_is_dead(web: tuple[WebApp, WebApp]) -> None:
+    _, plain = web
+    alive, why, _ = timed(spec({"https": {"base_url": plain.base_url.replace("http:", "https:")}}))
+    assert not alive and "TLS handshake failed" in why, why
 
 
 def test_no_interface_at_all_is_not_alive() -> None:

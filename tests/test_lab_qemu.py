@@ -213,7 +213,8 @@ def test_ssh_login_and_exec_with_the_pinned_host_key(device):
     client = ssh_login(device, "admin", device.secrets["QEMU_ADMIN_PASSWORD"])
     try:
         key = client.get_transport().get_remote_server_key()
-        assert launcher._fingerprint(key) == device.endpoints["ssh"]["host_key_fingerprint"]
+        pins = device.endpoints["ssh"]["host_key_fingerprint"]  # the weak build pins its RSA key too
+        assert launcher._fingerprint(key) in (pins if isinstance(pins, list) else [pins])
         assert "uid=1000(admin)" in ssh_run(client, "id")
     finally:
         client.close()

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from iec62443_harness.labs.qemu.netns import unavailable
 
 if not shutil.which("qemu-system-x86_64"):
     pytest.skip("qemu-system-x86_64 is not installed (apt-get install -y $(cat labs/qemu/apt-packages.txt))",
@@ -30,7 +31,20 @@ EXPECTED = {
     "CR 1.11": ({"pass"}, {"fail"}),
     "CR 1.12": ({"pass"}, {"fail"}),
     "CR 3.5": ({"pass"}, {"fail"}),
+    # SSH algorithms: strict lists vs SHA-1 kex, ssh-rsa on a 1024-bit key, CBC, hmac-sha1 (guest/rc.sh)
+    "CR 1.9": ({"pass"}, {"fail"}),
+    "CR 1.14": ({"pass"}, {"fail"}),
+    "CR 4.3": ({"pass"}, {"fail"}),
+    # Modbus, CAN and the console carry no integrity protection, and no countermeasure is declared
+    "CR 3.1": ({"fail"}, {"fail"}),
+    "CR 3.1 RE(1)": ({"fail"}, {"fail"}),
+    # the console login is reached over TCP in clear on both; the weak build also runs telnetd
+    "CR 4.1": ({"fail"}, {"fail"}),
 }
+# With its two networks (namespaces: root) the guest is judged on them: the weak build forwards between them
+# and has an undeclared telnet port; without, both rows are manual.
+EXPECTED.update({"CR 5.1": ({"pass"}, {"fail"}), "CR 7.7": ({"pass"}, {"fail"})} if unavailable() is None
+                else {"CR 5.1": ({"manual"}, {"manual"}), "CR 7.7": ({"manual"}, {"manual"})})
 
 
 def _qemu_pids() -> set[int]:

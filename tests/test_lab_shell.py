@@ -459,7 +459,7 @@ def test_audit_records_and_syslog_datagram():
                         r"event=login_failed user=bob source=ssh:127\.0\.0\.1:\d+ outcome=failure "
                         r"detail=unknown_user", datagram), datagram  # authpriv(10) warning(4)
     entry = device.audit.entries()[0]
-    assert set(entry) == {"ts", "event", "user", "source", "outcome", "detail"}
+    assert set(entry) == {"ts", "event", "user", "role", "source", "outcome", "detail"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["ts"])
     with pytest.raises(LabError, match="not loopback"):
         AuditLog(("192.0.2.1", 514))

@@ -582,7 +582,7 @@ def test_foreground_run_stops_on_ctrl_c(tmp_path: Path) -> None:
         while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
         info = json.loads(ready.read_text())
-        assert set(info["endpoints"]) == {"modbus_tcp", "modbus_rtu", "can", "ssh", "console"}
+        assert set(info["endpoints"]) == {"modbus_tcp", "modbus_rtu", "can", "ssh", "console", "https"}
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=5)
     finally:
@@ -592,6 +592,7 @@ def test_foreground_run_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert b"ready in" in out and b"Traceback" not in out
     assert port_free(info["endpoints"]["modbus_tcp"]["port"])
+    assert port_free(int(info["endpoints"]["https"]["base_url"].rsplit(":", 1)[1]))
 
 
 def test_device_exits_when_its_parent_dies() -> None:

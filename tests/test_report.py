@@ -93,27 +93,34 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], d
 
 def check_shape(matrix: dict[str, Any]) -> None:
     """The documented shape of matrix.json (docs/report-schema.md)."""
-    assert (matrix["schema"], matrix["schema_version"]) == (MATRIX_SCHEMA, 1)
+    assert (matrix["schema"], matrix["schema_version"]) == (MATRIX_SCHEMA, 2)
     assert set(matrix) == {"schema", "schema_version", "generated", "run", "summary", "rows", "tests"}
     assert set(matrix["generated"]) == {"at", "harness_version", "catalogue_sha256"}
     run = matrix["run"]
     assert set(run) == {"harness_version", "run_id", "target", "target_file", "identity", "component_type", "sl_t",
-                        "config", "countermeasures", "started", "ended", "exit_status", "complete",
-                        "truncated_line", "command", "notes"}
+                        "config", "countermeasures", "started", "ended", "exit_status", "complete", "partial",
+                        "deselected", "selected_paths", "truncated_line", "gate", "command", "notes", "merged_from",
+                        "environment"}
     assert isinstance(run["complete"], bool) and isinstance(run["truncated_line"], bool)
+    assert isinstance(run["partial"], bool) and not (run["partial"] and run["complete"])
+    assert run["gate"] in ("sl-t", "any", "none")
     assert isinstance(run["config"], dict) and all(isinstance(n, str) for n in run["notes"])
     summary = matrix["summary"]
     assert set(summary["counts"]) == VERDICTS and sum(summary["counts"].values()) == len(matrix["rows"])
     assert summary["rows"] == len(matrix["rows"]) and summary["tests"] == len(matrix["tests"])
-    for key in ("sl_c", "sl_c_manual_accepted", "meets_sl_t", "fr_titles"):
+    for key in ("sl_t_by_fr", "sl_c", "sl_c_manual_accepted", "meets_sl_t", "below_sl_t", "fr_titles"):
         assert list(summary[key]) == list(FRS)
+    assert summary["sl_t"] == max(summary["sl_t_by_fr"].values())
     for fr in FRS:
         assert 0 <= summary["sl_c"][fr] <= summary["sl_c_manual_accepted"][fr] <= 4
-        assert summary["meets_sl_t"][fr] is (summary["sl_c"][fr] >= summary["sl_t"])
+        assert summary["meets_sl_t"][fr] is (summary["sl_c"][fr] >= summary["sl_t_by_fr"][fr])
+        assert summary["meets_sl_t"][fr] is not bool(summary["below_sl_t"][fr])  # the rows that hold it below
+    assert set(summary["gate"]) == {"mode", "holds", "failing", "why"} and summary["gate"]["mode"] == run["gate"]
     test_keys = {"test", "verdict", "reason", "interface", "evidence", "checklist", "duration_s", "ended"}
     for row in matrix["rows"]:
-        assert set(row) == {"id", "fr", "title", "kind", "applies_to", "min_sl", "automation", "note", "verdict",
-                            "reason", "levels", "tests"}
+        assert set(row) == {"id", "fr", "title", "kind", "applies_to", "min_sl", "automation", "verdict",
+                            "reason", "levels", "binds_at_sl_t", "tests"}  # no catalogue note: internal
+        assert row["binds_at_sl_t"] is (row["min_sl"] is not None and row["min_sl"] <= summary["sl_t_by_fr"][row["fr"]])
         assert row["verdict"] in VERDICTS and row["fr"] in FRS
         assert list(row["levels"]) == ["SL1", "SL2", "SL3", "SL4"]
         assert set(row["levels"].values()) <= LEVEL_VALUES
@@ -129,7 +136,7 @@ def check_shape(matrix: dict[str, Any]) -> None:
 
 def test_every_file_is_written(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, paths, _ = built
-    assert [p.name for p in paths] == list(REPORT_FILES)
+    assert [p.name for p in paths] == [*REPORT_FILES, "manifest.json"]
     assert all(p.parent == run_dir and p.stat().st_size > 0 for p in paths)
     assert not list(run_dir.glob(".*.tmp"))
 
@@ -172,25 +179,47 @@ def test_csv_parses(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     with (run_dir / "matrix.csv").open(newline="", encoding="utf-8") as fh:
         records = list(csv.DictReader(fh))
     assert list(records[0]) == ["id", "fr", "title", "min_sl", "SL1", "SL2", "SL3", "SL4", "verdict", "reason",
-                                "run_complete"]
+                                "run_complete", "binds_at_sl_t"]
     assert {r["run_complete"] for r in records} == {"true"}
     assert [r["id"] for r in records] == [r["id"] for r in matrix["rows"]]
     by_id = {r["id"]: r for r in records}
     assert (by_id["CR 1.11"]["verdict"], by_id["CR 1.11"]["min_sl"], by_id["CR 2.3"]["min_sl"]) == ("fail", "1", "")
     assert by_id["NDR 5.2 RE(3)"]["SL2"] == "not-required"
+    assert (by_id["CR 1.11"]["binds_at_sl_t"], by_id["CR 1.1 RE(2)"]["binds_at_sl_t"]) == ("true", "false")
 
 
 def test_html_is_self_contained_and_escaped(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, _, matrix = built
     html = (run_dir / "matrix.html").read_text(encoding="utf-8")
+    shown = html.replace("<wbr>", "").replace("&nbsp;", " ")
     for row in matrix["rows"]:
-        assert f">{row['id']}</td>" in html
+        assert f'<td class="id">{row["id"]}</td>' in shown
     for external in ("http://", "https://", "src=", "<link", "@import", "url("):
         assert external not in html
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "Acme &lt;Controls&gt;" in html and "\x1b" not in html and "\\x1b[31m" in html
-    assert html.count("<details>") == sum(1 for r in matrix["rows"] if r["tests"])
+    assert html.count("<details><summary>") == sum(1 for r in matrix["rows"] if r["tests"])
     assert 'class="lvl v-compensated"' in html and 'class="lvl v-not-tested"' in html
+    assert "Gate sl-t: fails." in html and 'id="below-FR1"' in html
+
+
+def test_html_keeps_catalogue_notes_out_and_folds_long_reasons(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
+    run_dir, _, matrix = built
+    html = (run_dir / "matrix.html").read_text(encoding="utf-8")
+    # (one note says what the rollup's own n/a reason says too: that one is not internal)
+    notes = [r.note for r in load_catalogue() if r.note and r.note != "no component-level requirement"]
+    assert "likely bug" in " ".join(notes)
+    for name in ("matrix.html", "matrix.json", "matrix.md", "matrix.csv", "oscal-ar.json"):
+        text = (run_dir / name).read_text(encoding="utf-8")
+        assert not [n for n in notes if n in text], name  # the catalogue's internal notes are no finding
+    from iec62443_harness.report.render import FOLD_AT, _fold
+
+    long = "Modbus has no authentication; " * 3 + "compensating countermeasure: " + "a conduit admits one. " * 20
+    head, rest = _fold(long)
+    assert head.endswith("authentication;") and rest.startswith("compensating countermeasure:")
+    head, rest = _fold("word " * 100)
+    assert len(head) <= FOLD_AT and rest and ("word " * 100).startswith(head)
+    assert '<details class="more">' in html or all(len(r["reason"]) <= FOLD_AT for r in matrix["rows"])
 
 
 def test_junit_parses_with_requirements(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
@@ -221,6 +250,8 @@ def test_markdown_groups_rows_by_fr(built: tuple[Path, list[Path], dict[str, Any
     positions = [md.index(f"## {fr}: ") for fr in FRS]
     assert positions == sorted(positions) and md.index("## Summary") < md.index("## Security levels") < positions[0]
     assert "| CR 1.1 RE(1) | Unique identification and authentication | 2 | - | not-tested |" in md
+    assert "- Gate sl-t: **fails** (3 rows fail or error at SL-T: CR 1.11, CR 2.1 RE(1), CR 3.5)" in md
+    assert "| SL-T | 2 | 2 | 2 | 2 | 2 | 2 | 2 |" in md and "- FR1: CR 1.1 RE(1), CR 1.2, " in md
 
 
 def test_no_secret_in_any_report(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
@@ -289,13 +320,17 @@ def test_writer_round_trip(tmp_path: Path) -> None:
 
 def test_summary(built: tuple[Path, list[Path], dict[str, Any]]) -> None:
     run_dir, _, matrix = built
-    lines = summary_lines(matrix)
+    lines = summary_lines(matrix, run_dir)
     assert "complete" in lines[0] and "2 compensated" in lines[1]
-    assert lines[2] == "SL-T 2; SL-C " + " ".join(f"{fr}=0" for fr in FRS)
+    assert lines[2:4] == ["SL-T " + " ".join(f"{fr}=2" for fr in FRS), "SL-C " + " ".join(f"{fr}=0" for fr in FRS)]
+    assert "gate sl-t: FAILS (3 rows fail or error at SL-T: CR 1.11, CR 2.1 RE(1), CR 3.5)" in lines
+    assert any(line.startswith("fails at SL-T: CR 1.11 [fail] console accepted") for line in lines)
+    assert lines[-1] == f"report: {run_dir / 'matrix.html'}"
     console = Console(file=io.StringIO(), width=120, color_system=None)
     print_summary(matrix, run_dir, console)
     shown = console.file.getvalue()
     assert "SL-C, manual accepted" in shown and str(run_dir / "matrix.html") in shown and "2 compensated" in shown
+    assert "fail at SL-T: CR 1.11 Unsuccessful login attempts" in shown and "error at SL-T: CR 3.5" in shown
 
 
 def test_cli_rebuilds(built: tuple[Path, list[Path], dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,7 +43,7 @@ BACKSTOP_S = 900.0  # per-test time-out when none is configured: drivers time ou
 
 # Fixture name -> the interfaces a test using it runs over, when its marker gives no `over=`.
 FIXTURE_INTERFACES = {"modbus": ("modbus_tcp", "modbus_rtu"), "ssh": ("ssh",), "console": ("console",),
-                      "can_bus": ("can",), "login": ("ssh", "console")}
+                      "can_bus": ("can",), "login": ("ssh", "console"), "https": ("https",)}
 
 
 @dataclass
@@ -53,6 +53,8 @@ class LoadedTarget:
     spec: TargetSpec
     run_dir: Path | None = None
     writer: object | None = None  # harness.report.results.ResultsWriter, once the run folder exists
+    partial: bool = False  # tests left out by selection (-k, -m, --deselect, a path into the suites)
+    holds: bool | None = None  # the exit gate on this target's matrix, once written
 
 
 @dataclass
@@ -67,6 +69,10 @@ class HarnessState:
     finishing: bool = False  # sessionfinish began: a later SIGTERM must not cut the reports short
     previous_sigterm: object = None  # the handler to put back at unconfigure
     sigterm_installed: bool = False
+    gate: str = "sl-t"  # which rows decide the exit status (harness.report.gate)
+    unjudged_failed: bool = False  # a test that judges no row failed: pytest's own failure, kept
+    exit_status: int | None = None  # the gate's exit status, once the reports are written
+    collected: dict[str, list[str]] = field(default_factory=dict)  # target -> judged test ids, collection order
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -89,7 +95,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fuzz-examples", type=int, default=None, help="override every fuzz budget's examples")
     group.addoption("--fuzz-seconds", type=float, default=None, help="override every fuzz budget's seconds")
     group.addoption("--seed", type=int, default=None, help="seed for fuzz campaigns (printed and stored)")
+    group.addoption("--gate", default=None, choices=("sl-t", "any", "none"),
+                    help="what makes the exit status 1: sl-t (default) a row that binds at the target's SL-T fails "
+                         "or errors, or the run is partial; any: any row fails or errors; none: verdicts never do")
     parser.addini("iec62443_target", "target(s) to test when --target is not given", type="args", default=[])
+    parser.addini("iec62443_gate", "the exit gate when --gate is not given: sl-t, any or none", default="sl-t")
     parser.addini("iec62443_targets_dir", "folder where target names are looked up first", default="")
 
 
@@ -121,7 +131,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", run_id) or run_id == "latest":
         raise pytest.UsageError(f"--run-id {run_id!r} cannot name a run folder: use letters, digits and . _ + - "
                                 "(not starting with . or -, and not 'latest')")
-    state = config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id)
+    gate = config.getoption("gate") or config.getini("iec62443_gate") or "sl-t"
+    if gate not in ("sl-t", "any", "none"):
+        raise pytest.UsageError(f"iec62443_gate = {gate!r} in the ini file is not a gate: use sl-t, any or none")
+    state = config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id, gate=gate)
     _catch_sigterm(state)
     config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
     if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
@@ -173,6 +186,13 @@ def _check_references(name: str, spec: TargetSpec) -> None:
                     f"set and which the {emu.kind} emulator (profile {emu.profile}) does not provide: export "
                     f"{var}=... before running, or refer to one it provides ({', '.join(sorted(provided)) or 'none'})")
             resolve_secret(ref, account.username)  # a real device's: set now, and redacted from here on
+    # A real device's lifecycle files (images, SBOM) are the lab's: named now, so a run that may use them does not
+    # fail test by test. An emulator hands its own over when it starts (Running.files).
+    if spec.emulator is None and spec.lifecycle is not None and spec.safety.allow_lifecycle:
+        from iec62443_harness.target import resolve_file
+
+        for where, ref in spec.lifecycle.file_refs().items():
+            resolve_file(ref, f"target {name}: {where}")
     # An emulated target's recovery is the emulator's restart: its recovery.command is never run.
     if spec.emulator is None and spec.recovery.command:
         for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", spec.recovery.command):
@@ -186,9 +206,26 @@ def _state(config: pytest.Config) -> HarnessState | None:
     return config.stash.get(STATE, None)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The per-test time-out backstop, also where this project's settings are not loaded (a lab's folder)."""
-    if _state(config) is None or config.getoption("timeout", None) or config.getini("timeout"):
+    """Every judged test in collection order, before -k/-m deselect any (a merge of runs that each ran a part
+    orders its outcomes by it); and the per-test time-out backstop, also where this project's settings are not
+    loaded (a lab's folder)."""
+    state = _state(config)
+    if state is None:
+        return
+    for item in items:
+        rows = _rows(item)
+        if rows:
+            target = _target_of(item)
+            for name in [target] if target else state.targets:
+                state.collected.setdefault(name, []).append(_test_id(item))
+            # as record_property would: pytest's own --junitxml names the rows, like the harness's junit.xml
+            callspec = getattr(item, "callspec", None)
+            interface = callspec.params.get("interface") if callspec else None
+            item.user_properties += [("requirement", rid) for rid in rows]
+            item.user_properties += [("interface", interface)] if interface else []
+    if config.getoption("timeout", None) or config.getini("timeout"):
         return
     for item in items:
         if item.get_closest_marker("timeout") is None:
@@ -298,6 +335,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     _redact_report(report)
     rows = _rows(item)
     if not rows:
+        if report.failed:  # the gate judges rows; a failing helper test still fails the run
+            item.config.stash[STATE].unjudged_failed = True
         return report
     phases = item.stash.setdefault(_PHASES, {})
     if call.when != "teardown":
@@ -318,18 +357,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         duration = sum(d for d in item.stash.setdefault(_DURATIONS, []))  # setup + call + teardown
         _record(item.config, _target_of(item), outcome, duration=duration + report.duration)
         item.stash[_RECORDED] = True
-        report.user_properties.append(("verdict", str(verdict)))
+        compensated = verdict is Verdict.FAIL and _compensation(item, rows, reason) is not None
+        report.user_properties.append(("verdict", "compensated" if compensated else str(verdict)))  # as junit.xml
     elif call.when == "call" and report.failed and phases["call"][0] is Verdict.FAIL:
-        justification = _compensation(item, rows)
-        if justification:  # recorded as the FAIL it is; the rollup says "compensated", and so does pytest
+        reason = _compensation(item, rows, phases["call"][1])
+        if reason:  # recorded as the FAIL it is; the rollup says "compensated", and so does pytest
             report.outcome = "skipped"
-            report.longrepr = (str(item.path), item.location[1] or 0,
-                               f"compensated: {phases['call'][1]}; countermeasure: {justification}")
+            report.longrepr = (str(item.path), item.location[1] or 0, f"compensated: {reason}")
+    elif report.skipped and call.when in phases and isinstance(report.longrepr, tuple):
+        # manual, n/a, not-run: a skip to pytest; its message names the verdict, as the harness's junit.xml does
+        verdict, reason, _ = phases[call.when]
+        report.longrepr = (*report.longrepr[:2], f"{verdict}: {reason}" if reason else str(verdict))
     return report
 
 
-def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
-    """The target's countermeasure justification when it covers every row this failing test judges."""
+def _compensation(item: pytest.Item, rows: tuple[str, ...], reason: str) -> str | None:
+    """The compensated reason, as the matrix words it, when the target's countermeasures cover every row this
+    failing test judges."""
     target = _target_of(item)
     if target is None:
         return None
@@ -337,7 +381,10 @@ def _compensation(item: pytest.Item, rows: tuple[str, ...]) -> str | None:
     interface = callspec.params.get("interface") if callspec else None
     cms = countermeasure_map(item.config.stash[STATE].targets[target].spec.countermeasures)
     found = [compensation(row, interface, cms) for row in rows]  # the rollup's own decision, row by row
-    return found[0] if all(found) else None
+    if not all(found):
+        return None
+    seen = f"{reason}; " if reason else ""
+    return "; ".join(dict.fromkeys(f"{seen}compensating countermeasure: {j}" for j in found))
 
 
 def _redact_report(report: pytest.TestReport) -> None:
@@ -365,10 +412,12 @@ def _record(config: pytest.Config, target: str | None, outcome: Outcome, duratio
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
+    from iec62443_harness.report.results import DESELECTED
+
     for item in items:
         if _state(item.config) is not None and _rows(item):
             _record(item.config, _target_of(item),
-                    Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, "deselected on the command line"))
+                    Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, DESELECTED))
 
 
 # --- the report folder
@@ -384,6 +433,41 @@ def _point_latest(run_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(run_dir.name)
     tmp.replace(run_dir.parent / "latest")
+
+
+def _is_partial(run_dir: Path) -> bool:
+    """Whether a run folder's results header says tests were left out by selection."""
+    import json
+
+    try:
+        with (run_dir / "results.jsonl").open(encoding="utf-8") as fh:
+            selection = json.loads(fh.readline()).get("selection") or {}
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable or older: as good as complete, a partial run does not replace it
+    return bool(selection.get("deselected") or selection.get("paths"))
+
+
+def _may_take_latest(run_dir: Path, partial: bool) -> bool:
+    """`latest` names the newest run that was not limited by selection; a partial run takes it only while
+    there is none (no `latest`, a dangling one, or one naming another partial run)."""
+    latest = run_dir.parent / "latest"
+    return not partial or not latest.exists() or _is_partial(latest)
+
+
+def _limited_paths(config: pytest.Config) -> list[str]:
+    """The command-line paths that narrow the shipped suites to some of their modules or tests."""
+    import iec62443_harness.conformance as suites
+
+    root = Path(suites.__file__).resolve().parent
+    limited = []
+    for arg in config.args:
+        path_part, sep, rest = arg.partition("::")
+        path = (config.invocation_params.dir / path_part).resolve()
+        if path == root or path in root.parents:
+            return []  # the whole of the shipped suites is collected
+        if root in path.parents:
+            limited.append(f"conformance/{path.relative_to(root).as_posix()}{sep}{rest}")
+    return limited
 
 
 def _run_folder_taken(run_dir: Path, run_id: str) -> pytest.UsageError:
@@ -413,16 +497,25 @@ def _lock_targets(state: HarnessState) -> None:
 
 
 def _open_reports(state: HarnessState, config: pytest.Config) -> None:
-    from iec62443_harness.report.results import ResultsWriter, now_iso
+    from iec62443_harness.report.environment import environment
+    from iec62443_harness.report.results import DESELECTED, TARGET_COPY, ResultsWriter, now_iso
 
     _lock_targets(state)
     started = now_iso()
+    env = environment()
+    paths = _limited_paths(config)
     for loaded in state.targets.values():
         run_dir = state.reports_dir / loaded.name / state.run_id
+        deselected = sum(1 for name, out in state.pending if name == loaded.name and out.reason == DESELECTED)
+        loaded.partial = bool(deselected or paths)
         try:
+            take_latest = _may_take_latest(run_dir, loaded.partial)
             run_dir.mkdir()  # new: checked above (under the lock, for a real device)
-            _point_latest(run_dir)
+            if take_latest:
+                _point_latest(run_dir)
             writer = ResultsWriter(run_dir / "results.jsonl")
+            # the target file as the run read it, secrets redacted: part of the evidence (and of the manifest)
+            (run_dir / TARGET_COPY).write_text(redact(loaded.path.read_text(encoding="utf-8")), encoding="utf-8")
         except FileExistsError:
             raise _run_folder_taken(run_dir, state.run_id) from None
         except OSError as exc:
@@ -435,7 +528,9 @@ def _open_reports(state: HarnessState, config: pytest.Config) -> None:
             "target_file": str(loaded.path), "identity": spec.identity.model_dump(),
             "component_type": spec.component_type.code, "security_level": spec.security_level,
             "config": _config_record(spec), "countermeasures": countermeasures, "started": started,
-            "command": redact(shlex.join(["pytest", *config.invocation_params.args])),
+            "command": redact(shlex.join(["pytest", *config.invocation_params.args])), "gate": state.gate,
+            "selection": {"deselected": deselected, "paths": paths}, "environment": env,
+            "collected": state.collected.get(loaded.name, []),
         })
         loaded.run_dir, loaded.writer = run_dir, writer
     for name, outcome in state.pending:
@@ -459,43 +554,58 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.finishing = True
     if not state.started:
         return
-    from iec62443_harness.report import write_reports
+    from iec62443_harness.report import load_matrix, write_reports
+    from iec62443_harness.report.gate import exit_status as gate_exit
+    from iec62443_harness.report.results import INTERRUPTED, NOT_REACHED
 
     unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)]
     for item in unreached:  # stopped early (-x, Ctrl-C, SIGTERM, a crash): say so rather than "not tested"
-        reason = ("interrupted: the run stopped during this test" if item.stash.get(_PHASES, None) is not None
-                  else "not reached: the run stopped before this test")
+        reason = INTERRUPTED if item.stash.get(_PHASES, None) is not None else NOT_REACHED
         _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, reason))
     for loaded in state.targets.values():
         loaded.writer.end(int(exitstatus), len(unreached), state.stopped_by)  # type: ignore[union-attr]
         try:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
+            loaded.holds = load_matrix(loaded.run_dir)["summary"]["gate"]["holds"]  # type: ignore[arg-type]
         except (OSError, HarnessError) as exc:
             sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
                              f"`iec62443 rebuild {loaded.run_dir}`\n")
         try:  # `latest`: the run that finished last, not merely the one that started last
-            _point_latest(loaded.run_dir)  # type: ignore[arg-type]
+            if _may_take_latest(loaded.run_dir, loaded.partial):  # type: ignore[arg-type]
+                _point_latest(loaded.run_dir)  # type: ignore[arg-type]
         except OSError as exc:
             sys.stderr.write(f"could not point {loaded.run_dir.parent / 'latest'} at this run: "  # type: ignore[union-attr]
                              f"{exc.strerror}\n")
+    # The exit status is the gate's (harness.report.gate): a FAIL above SL-T is reported, not fatal. A matrix
+    # that could not be written judges nothing: pytest's own status stands then.
+    judged = [loaded.holds for loaded in state.targets.values()]
+    if None not in judged:
+        session.exitstatus = state.exit_status = gate_exit(int(exitstatus), all(judged), state.unjudged_failed)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
     state = _state(config)
     if state is None or not state.started:
         return
-    import json
-
-    from iec62443_harness.report.summary import summary_lines
+    from iec62443_harness.report import load_matrix
+    from iec62443_harness.report.summary import render_summary
 
     for loaded in state.targets.values():
-        matrix_file = loaded.run_dir / "matrix.json"  # type: ignore[operator]
-        if not matrix_file.is_file():
-            continue
+        try:
+            matrix = load_matrix(loaded.run_dir)  # type: ignore[arg-type]
+        except HarnessError:
+            continue  # said at sessionfinish
         terminalreporter.write_sep("=", f"IEC 62443-4-2 matrix: {loaded.name}")
-        for line in summary_lines(json.loads(matrix_file.read_text())):
-            terminalreporter.write_line(line)
-        terminalreporter.write_line(f"report: {loaded.run_dir}")
+        terminalreporter.write(render_summary(matrix, loaded.run_dir, terminalreporter.hasmarkup,  # type: ignore[arg-type]
+                                              terminalreporter._tw.fullwidth))
+        latest = loaded.run_dir.parent / "latest"  # type: ignore[union-attr]
+        if loaded.partial and latest.resolve() != loaded.run_dir.resolve():  # type: ignore[union-attr]
+            terminalreporter.write_line(f"{latest} still names {latest.resolve().name}, the last run that was not "
+                                        "limited by selection")
+    if state.exit_status is not None:
+        terminalreporter.write_line(f"exit status {state.exit_status}: gate {state.gate}"
+                                    + (f" (pytest's own: {int(exitstatus)})" if int(exitstatus) != state.exit_status
+                                       else ""))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -3,6 +3,10 @@
     writer = ResultsWriter(run_dir / "results.jsonl")   # the plugin: header(), outcome() per test, end()
     write_reports(run_dir)                                # matrix.json/.csv/.md/.html, junit.xml
     print_summary(load_matrix(run_dir), run_dir)
+
+Beside them: gate.py (the exit gate over the matrix rows), oscal.py (oscal-ar.json), seal.py (manifest.json,
+`iec62443 seal` and `verify`), diff.py and merge.py (`iec62443 diff` and `merge`), environment.py (what a run ran
+with).
 """
 
 from iec62443_harness.report.matrix import MATRIX_SCHEMA, MATRIX_SCHEMA_VERSION, build_matrix

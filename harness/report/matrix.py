@@ -13,11 +13,12 @@ from typing import Any
 from iec62443_harness import __version__
 from iec62443_harness.catalogue import CATALOGUE_FILE, FRS, TYPES, Row, load_catalogue
 from iec62443_harness.errors import HarnessError
-from iec62443_harness.report.results import RunRecord, Timing, now_iso, redact_all
+from iec62443_harness.report import gate
+from iec62443_harness.report.results import DESELECTED, RunRecord, Timing, now_iso, redact_all
 from iec62443_harness.verdicts import Outcome, Verdict, rollup, sl_capability
 
 MATRIX_SCHEMA = "iec62443-harness/matrix"
-MATRIX_SCHEMA_VERSION = 1
+MATRIX_SCHEMA_VERSION = 2
 LEVELS = ("SL1", "SL2", "SL3", "SL4")
 NOT_REQUIRED = "not-required"  # a level below the row's min_sl: the row does not bind there
 FR_TITLES = {
@@ -58,16 +59,39 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
+def _sl_t(level: Any) -> dict[str, int]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4
+
+    if (isinstance(level, dict) and set(level) == set(FRS) and all(map(ok, level.values()))) or ok(level):
+        return gate.sl_t_vector(level)
+    raise HarnessError(f"results.jsonl header: security_level {level!r} is neither 1-4 nor a vector FR1..FR7 of "
+                       "1-4; the file is damaged: rerun the tests")
+
+
+def _selection(header: dict[str, Any], outcomes: list[Outcome]) -> tuple[list[str], list[str]]:
+    """What limited the run: the tests deselected on the command line (still without a result of their own,
+    after a merge) and the shipped suites it was limited to by path."""
+    deselected = list(dict.fromkeys(o.test for o in outcomes
+                                    if o.verdict is Verdict.NOT_RUN and o.reason == DESELECTED))
+    selection = header.get("selection") or {}
+    paths = selection.get("paths") if isinstance(selection, dict) else None
+    return deselected, [p for p in paths or [] if isinstance(p, str)]
+
+
 def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> dict[str, Any]:
     """The matrix of one run, every string passed through the secret redactor."""
     header = record.header
-    component_type, sl_t = header.get("component_type"), header.get("security_level")
+    component_type = header.get("component_type")
     if component_type not in TYPES:
         raise HarnessError(f"results.jsonl header: component_type {component_type!r} is not one of "
                            f"{', '.join(TYPES)}; the file is damaged: rerun the tests")
-    if not isinstance(sl_t, int) or not 1 <= sl_t <= 4:
-        raise HarnessError(f"results.jsonl header: security_level {sl_t!r} is not 1-4; the file is damaged: "
-                           "rerun the tests")
+    sl_t_by_fr = _sl_t(header.get("security_level"))
+    sl_t = max(sl_t_by_fr.values())
+    gate_mode = header.get("gate", gate.DEFAULT_GATE)
+    if gate_mode not in gate.GATES:
+        raise HarnessError(f"results.jsonl header: gate {gate_mode!r} is not one of {', '.join(gate.GATES)}; the "
+                           "file is damaged: rerun the tests")
     countermeasures = _countermeasures(header)
     catalogue = load_catalogue(catalogue_path)
     results = rollup(catalogue, record.outcomes, component_type, countermeasures)
@@ -100,8 +124,10 @@ def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> di
         rows.append({
             "id": row.id, "fr": row.fr, "title": row.title, "kind": row.kind,
             "applies_to": [t for t in TYPES if t in row.applies_to], "min_sl": row.min_sl,
-            "automation": row.automation, "note": row.note, "verdict": str(res.verdict), "reason": res.reason,
+            # the catalogue's `note` column is the maintainers' own reading aid, not a finding: it stays out
+            "automation": row.automation, "verdict": str(res.verdict), "reason": res.reason,
             "levels": levels(row, res.verdict),
+            "binds_at_sl_t": row.min_sl is not None and row.min_sl <= sl_t_by_fr[row.fr],
             "tests": [_test_entry(t, tm) for t, tm in zip(res.tests, timing_of.get(row.id, []), strict=True)],
         })
 
@@ -113,11 +139,23 @@ def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> di
     if record.ended is None:
         notes.insert(0, "the run did not finish (no end line in results.jsonl): rows it had not reached show "
                         "as not-tested")
+    notes += [n for n in header.get("notes") or [] if isinstance(n, str)]  # e.g. a merge's
+    deselected, paths = _selection(header, record.outcomes)
+    partial = bool(deselected or paths)
+    if deselected:
+        notes.insert(0, f"partial run: {len(deselected)} test{'s were' if len(deselected) != 1 else ' was'} "
+                        "deselected on the command line (-k, -m, --deselect); their rows show not-run, and the "
+                        "run says nothing about them")
+    if paths:
+        notes.insert(0, f"partial run: only these shipped suites were collected: {', '.join(paths)}; the rows of "
+                        "the others show not-tested")
     sl_c = sl_capability(results)
     sl_c_manual = sl_capability(results, accept_manual=True)
     counts = {v.value: 0 for v in Verdict}
     for res in results:
         counts[res.verdict.value] += 1
+    complete = (record.ended is not None and not record.truncated and record.exit_status in (0, 1)
+                and record.unreached == 0 and not partial)
     matrix = {
         "schema": MATRIX_SCHEMA,
         "schema_version": MATRIX_SCHEMA_VERSION,
@@ -128,15 +166,20 @@ def build_matrix(record: RunRecord, catalogue_path: Path = CATALOGUE_FILE) -> di
             "identity": header.get("identity") or {}, "component_type": component_type, "sl_t": sl_t,
             "config": header.get("config") or {}, "countermeasures": countermeasures,
             "started": header.get("started"), "ended": record.ended, "exit_status": record.exit_status,
-            # complete: it ended normally (tests passed or failed), not interrupted, killed or cut short
-            "complete": (record.ended is not None and not record.truncated and record.exit_status in (0, 1)
-                         and record.unreached == 0),
-            "truncated_line": record.truncated,
+            # complete: it ended normally (tests passed or failed), every selected test was reached, nothing
+            # was left out by selection, and no line was cut short
+            "complete": complete, "partial": partial, "deselected": deselected, "selected_paths": paths,
+            "truncated_line": record.truncated, "gate": gate_mode,
             "command": header.get("command"), "notes": notes,
+            "merged_from": [r for r in header.get("merged_from") or [] if isinstance(r, str)],
+            "environment": header.get("environment") or {},
         },
         "summary": {
-            "rows": len(rows), "tests": len(tests), "counts": counts, "sl_t": sl_t, "sl_c": sl_c,
-            "sl_c_manual_accepted": sl_c_manual, "meets_sl_t": {fr: sl_c[fr] >= sl_t for fr in FRS},
+            "rows": len(rows), "tests": len(tests), "counts": counts, "sl_t": sl_t, "sl_t_by_fr": sl_t_by_fr,
+            "sl_c": sl_c, "sl_c_manual_accepted": sl_c_manual,
+            "meets_sl_t": {fr: sl_c[fr] >= sl_t_by_fr[fr] for fr in FRS},
+            "below_sl_t": gate.below_sl_t(rows, sl_t_by_fr),
+            "gate": gate.judge(rows, sl_t_by_fr, gate_mode, partial),
             "fr_titles": FR_TITLES,
         },
         "rows": rows,

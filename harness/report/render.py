@@ -16,10 +16,12 @@ import jinja2
 from iec62443_harness.catalogue import FRS
 from iec62443_harness.errors import HarnessError
 from iec62443_harness.report.matrix import FR_TITLES, LEVELS, NOT_REQUIRED, build_matrix
-from iec62443_harness.report.results import RESULTS_FILE, read_results
+from iec62443_harness.report.oscal import build_oscal
+from iec62443_harness.report.results import RESULTS_FILE, read_results, redact_all
 from iec62443_harness.verdicts import Verdict
+from markupsafe import Markup, escape
 
-REPORT_FILES = ("matrix.json", "matrix.csv", "matrix.md", "matrix.html", "junit.xml")
+REPORT_FILES = ("matrix.json", "matrix.csv", "matrix.md", "matrix.html", "junit.xml", "oscal-ar.json")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Characters XML 1.0 cannot carry at all (and that a browser shows as garbage): device transcripts can
@@ -54,10 +56,11 @@ def render_csv(matrix: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     # run_complete on every line: a filtered or pasted extract still says when the run was cut short
     complete = "true" if matrix["run"]["complete"] else "false"
-    writer.writerow(["id", "fr", "title", "min_sl", *LEVELS, "verdict", "reason", "run_complete"])
+    writer.writerow(["id", "fr", "title", "min_sl", *LEVELS, "verdict", "reason", "run_complete", "binds_at_sl_t"])
     for row in _visible(matrix)["rows"]:
         writer.writerow([row["id"], row["fr"], _cell(row["title"]), "" if row["min_sl"] is None else row["min_sl"],
-                         *(row["levels"][lvl] for lvl in LEVELS), row["verdict"], _cell(row["reason"]), complete])
+                         *(row["levels"][lvl] for lvl in LEVELS), row["verdict"], _cell(row["reason"]), complete,
+                         "true" if row["binds_at_sl_t"] else "false"])
     return out.getvalue()
 
 
@@ -76,7 +79,9 @@ def _md_level(verdict: str) -> str:
 
 
 def _status(run: dict[str, Any]) -> str:
-    return f"complete (exit status {run['exit_status']})" if run["complete"] else "INCOMPLETE"
+    if run["complete"]:
+        return f"complete (pytest's exit status {run['exit_status']})"
+    return "PARTIAL" if run["partial"] else "INCOMPLETE"
 
 
 def render_markdown(matrix: dict[str, Any]) -> str:
@@ -90,15 +95,19 @@ def render_markdown(matrix: dict[str, Any]) -> str:
         f"- Component type: {_md(run['component_type'])}; SL-T {run['sl_t']}",
         f"- Run: {_md(run['run_id'])} ({_md(run['command'])}), harness {_md(run['harness_version'])}",
         f"- Started {_md(run['started'])}, ended {_md(run['ended'] or '-')}: {_md(_status(run))}",
+        f"- Gate {summary['gate']['mode']}: **{'holds' if summary['gate']['holds'] else 'fails'}** "
+        f"({_md(summary['gate']['why'])})",
         *(f"- Note: {_md(note)}" for note in run["notes"]),
         "", "## Summary", "", "| Verdict | Rows |", "| --- | ---: |",
         *(f"| {v} | {n} |" for v, n in summary["counts"].items()),
         "", "## Security levels per FR", "",
         "| | " + " | ".join(FRS) + " |", "| --- |" + " ---: |" * len(FRS),
-        "| SL-T | " + " | ".join(str(summary["sl_t"]) for _ in FRS) + " |",
+        "| SL-T | " + " | ".join(str(summary["sl_t_by_fr"][fr]) for fr in FRS) + " |",
         "| SL-C | " + " | ".join(str(summary["sl_c"][fr]) for fr in FRS) + " |",
         "| SL-C if pending manual rows are accepted | "
         + " | ".join(str(summary["sl_c_manual_accepted"][fr]) for fr in FRS) + " |",
+        "", "Rows that hold SL-C below SL-T (they bind at SL-T and are not met):", "",
+        *(f"- {fr}: {', '.join(_md(r) for r in summary['below_sl_t'][fr]) or 'none'}" for fr in FRS),
     ]
     for group in _by_fr(m):
         lines += ["", f"## {group['fr']}: {group['title']}", "", "SL1-SL4: the row's verdict where it binds, "
@@ -122,15 +131,44 @@ def _slug(text: str) -> str:
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
                           trim_blocks=True, lstrip_blocks=True)
+def _breakable(row_id: str) -> Markup:
+    """A row id that may wrap after each '/' and before 'RE(n)' (EDR/HDR/NDR 3.10 RE(1)), never inside a
+    clause number: 'NDR 3.10' stays whole."""
+    kinds, _, rest = row_id.partition(" ")
+    number, _, enhancement = rest.partition(" ")
+    head = Markup("/<wbr>").join(escape(k) for k in kinds.split("/")) + Markup("&nbsp;") + escape(number)
+    return head + (Markup(" ") + escape(enhancement) if enhancement else Markup(""))
+
+
+FOLD_AT = 220  # characters of a reason shown before the rest is folded away
+
+
+def _fold(reason: str) -> tuple[str, str]:
+    """A long reason as (what is shown, what is folded): a countermeasure's justification folds first, else the
+    text is cut at the last clause or word boundary before FOLD_AT."""
+    if len(reason) <= FOLD_AT:
+        return reason, ""
+    cut = reason.find("compensating countermeasure:")
+    if 0 < cut <= FOLD_AT:
+        return reason[:cut].rstrip(), reason[cut:]
+    for sep in ("; ", ". ", ", ", " "):
+        at = reason.rfind(sep, 0, FOLD_AT)
+        if at > FOLD_AT // 2:
+            return reason[:at + len(sep)].rstrip(), reason[at + len(sep):]
+    return reason[:FOLD_AT], reason[FOLD_AT:]
+
+
 _ENV.filters["vclass"] = lambda verdict: "v-" + _slug(verdict.replace("/", ""))
 _ENV.filters["slug"] = _slug
+_ENV.filters["breakable"] = _breakable
+_ENV.filters["fold"] = _fold
 
 
 def render_html(matrix: dict[str, Any]) -> str:
     m = _visible(matrix)
     return _ENV.get_template("matrix.html.j2").render(
         m=m, run=m["run"], summary=m["summary"], groups=_by_fr(m), frs=FRS, levels=LEVELS,
-        verdicts=[v.value for v in Verdict])
+        verdicts=[v.value for v in Verdict], rows_by_id={r["id"]: r for r in m["rows"]})
 
 
 # --- JUnit XML
@@ -212,20 +250,25 @@ def render_all(matrix: dict[str, Any]) -> dict[str, str]:
         "matrix.md": render_markdown(matrix),
         "matrix.html": render_html(matrix),
         "junit.xml": render_junit(matrix),
+        "oscal-ar.json": json.dumps(redact_all(build_oscal(matrix)), indent=2, ensure_ascii=False) + "\n",
     }
 
 
 def write_reports(run_dir: Path) -> list[Path]:
-    """(Re)build every matrix file of a run folder from its results.jsonl; the paths written, in order.
+    """(Re)build every report file of a run folder from its results.jsonl, then its manifest.json (the hashes of
+    them all); the paths written, in order.
 
     Raises `HarnessError` (one line) when results.jsonl is missing or damaged.
     """
+    from iec62443_harness.report.seal import write_manifest
+
     run_dir = Path(run_dir)
     matrix = build_matrix(read_results(run_dir / RESULTS_FILE))
     written = []
     for name, text in render_all(matrix).items():
         _write_atomic(run_dir / name, text)
         written.append(run_dir / name)
+    written.append(write_manifest(run_dir, matrix, [p.name for p in written]))
     return written
 
 

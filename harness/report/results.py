@@ -24,6 +24,14 @@ from iec62443_harness.verdicts import Outcome, Verdict
 
 RESULTS_SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
+TARGET_COPY = "target.yaml"  # the target file as the run read it, secrets redacted
+
+# Reasons of the `not-run` outcomes the plugin records for tests that never ran; a merge replaces them with
+# another run's real outcome of the same test, and the matrix calls a run with deselected tests partial.
+DESELECTED = "deselected on the command line"
+NOT_REACHED = "not reached: the run stopped before this test"
+INTERRUPTED = "interrupted: the run stopped during this test"
+PLACEHOLDERS = (DESELECTED, NOT_REACHED, INTERRUPTED)
 
 
 def now_iso() -> str:

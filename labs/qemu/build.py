@@ -170,11 +170,13 @@ def _build_into(root: Path, target: Path, inputs: dict) -> None:
         _stage_rootfs(stage, work)
         _stage_modules(kdir, stage, version)
         fingerprint = _host_key(stage)
+        rsa_fingerprint = _host_key(stage, "rsa", "1024")  # the weak build's legacy key (rc.sh)
         # Uncompressed: under TCG the guest unpacks 19 MB of cpio faster than it inflates 8 MB of gzip.
         data = _cpio(stage, devices={"dev/console": (5, 1)})
         (out / "initramfs.cpio").write_bytes(data)
         manifest = {"key": target.name, "inputs": inputs, "kernel_release": version,
-                    "host_key_fingerprint": fingerprint, "initramfs_bytes": len(data),
+                    "host_key_fingerprint": fingerprint, "rsa_host_key_fingerprint": rsa_fingerprint,
+                    "initramfs_bytes": len(data),
                     "build_s": round(time.monotonic() - started, 2)}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         os.rename(out, target)
@@ -267,9 +269,10 @@ def _stage_modules(kdir: Path, stage: Path, version: str) -> None:
     _run(["depmod", "-b", str(stage), version], "indexing the guest's kernel modules")
 
 
-def _host_key(stage: Path) -> str:
-    key = stage / "etc/ssh/ssh_host_ed25519_key"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "qemu-plc", "-f", str(key)], "making the host key")
+def _host_key(stage: Path, kind: str = "ed25519", bits: str | None = None) -> str:
+    key = stage / f"etc/ssh/ssh_host_{kind}_key"
+    size = ["-b", bits] if bits else []
+    _run(["ssh-keygen", "-q", "-t", kind, *size, "-N", "", "-C", "qemu-plc", "-f", str(key)], "making the host key")
     return _run(["ssh-keygen", "-l", "-f", str(key)], "reading the host key").split()[1]
 
 

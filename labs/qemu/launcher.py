@@ -28,7 +28,7 @@ import paramiko
 from iec62443_harness.labs import LabError
 from iec62443_harness.labs.process import die_with_parent
 from iec62443_harness.labs.qemu.build import ACCOUNTS, LOGIN_ACCOUNTS, Image, build, cpio_entry, cpio_trailer
-from iec62443_harness.labs.qemu.netns import GUEST_IP, GUEST_MAC, Zones
+from iec62443_harness.labs.qemu.netns import GUEST_IP, GUEST_MAC, SEGMENTS, Segments, Zones, unavailable
 
 QEMU = "qemu-system-x86_64"
 PROFILES = ("weak", "hardened")
@@ -43,7 +43,7 @@ SECRET_ENV = {"admin": "QEMU_ADMIN_PASSWORD", "operator": "QEMU_OPERATOR_PASSWOR
               "locktest": "QEMU_LOCKTEST_PASSWORD"}
 READY_USER = "admin"
 PORTS = ("ssh", "modbus_tcp", "console", "modbus_rtu", "can")
-OPTIONS = ("ports", "ready_timeout_s", "memory_mb", "cache_dir", "zones")
+OPTIONS = ("ports", "ready_timeout_s", "memory_mb", "cache_dir", "zones", "networks")
 # mitigations and crypto self-tests cost about 0.5 s of emulated boot and protect nothing in a lab VM.
 KERNEL_ARGS = "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
 PORT_RANGE = (20000, 32767)  # below the ephemeral range (32768-60999), where a collision was seen
@@ -97,7 +97,8 @@ def _hash_passwords(passwords: dict[str, str]) -> dict[str, str]:
     return dict(zip(passwords, out.split(), strict=True))
 
 
-def _boot_config(profile: str, passwords: dict[str, str], syslog: tuple[str, int] | None, zones: bool) -> bytes:
+def _boot_config(profile: str, passwords: dict[str, str], syslog: tuple[str, int] | None, zones: bool,
+                 networks: bool = False) -> bytes:
     """cpio members the kernel unpacks over the image's: /etc/lab.conf and /etc/shadow."""
     hashes = _hash_passwords(passwords)
     shadow = "".join(f"{n}:{hashes.get(n, '*')}:19000:0:99999:7:::\n" for n, *_ in ACCOUNTS)
@@ -105,6 +106,8 @@ def _boot_config(profile: str, passwords: dict[str, str], syslog: tuple[str, int
             f"LOCK_UNLOCK_S={LOCKOUT_UNLOCK_S}\nSYSLOG={f'10.0.2.2:{syslog[1]}' if syslog else ''}\n")
     if zones:
         conf += f"ZONE_MAC={GUEST_MAC}\nZONE_ADDR={GUEST_IP}/24\n"
+    if networks:  # "MAC=ADDRESS/24 ..." for each network NIC (netns.SEGMENTS)
+        conf += f"NETS='{' '.join(f'{mac}={guest}/24' for mac, guest, _ in SEGMENTS.values())}'\n"
     members = cpio_entry("etc/lab.conf", 0o100600, conf.encode(), ino=1)
     members += cpio_entry("etc/shadow", 0o100600, shadow.encode(), ino=2)
     return members + cpio_trailer()
@@ -163,13 +166,16 @@ class QemuDevice:
 
     def __init__(self, profile: str, image: Image, ports: dict[str, int], passwords: dict[str, str],
                  syslog: tuple[str, int] | None, memory_mb: int, ready_timeout_s: float,
-                 zones: bool = False) -> None:
+                 zones: bool = False, networks: bool = False) -> None:
         self.profile, self.image, self.ports = profile, image, ports
         self.passwords = passwords
         self.ready_timeout_s = ready_timeout_s
         self.secrets = {env: passwords[user] for user, env in SECRET_ENV.items()}
+        # the weak build also serves its legacy RSA key (rc.sh): both are pinned
+        pin = image.host_key_fingerprint if profile == "hardened" else [image.host_key_fingerprint,
+                                                                          image.manifest["rsa_host_key_fingerprint"]]
         self.endpoints: dict[str, dict[str, Any]] = {
-            "ssh": {"host": HOST, "port": ports["ssh"], "host_key_fingerprint": image.host_key_fingerprint},
+            "ssh": {"host": HOST, "port": ports["ssh"], "host_key_fingerprint": pin},
             "modbus_tcp": {"host": HOST, "port": ports["modbus_tcp"]},
             "console": {"url": f"socket://{HOST}:{ports['console']}"},
             "modbus_rtu": {"url": f"socket://{HOST}:{ports['modbus_rtu']}"},
@@ -179,7 +185,7 @@ class QemuDevice:
         self.ready_s = 0.0
         self._stalled = False
         self._boot_id = ""
-        config = _boot_config(profile, passwords, syslog, zones)
+        config = _boot_config(profile, passwords, syslog, zones, networks)
         self._workdir = Path(tempfile.mkdtemp(prefix="qemu-plc-"))
         self._monitor_path = self._workdir / "monitor.sock"
         self._log = self._workdir / "qemu.log"
@@ -210,6 +216,19 @@ class QemuDevice:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 raise
             self._argv += self.zones.qemu_args()
+        # Optional: two networks of its own (netns.Segments, CR 5.1); handed over as endpoints["networks"].
+        self.segments: Segments | None = None
+        if networks:
+            self.segments = Segments(f"qnet-{secrets.token_hex(3)}")
+            try:
+                self.segments.create()
+            except LabError:
+                if self.zones:
+                    self.zones.destroy()
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                raise
+            self._argv += self.segments.qemu_args()
+            self.endpoints["networks"] = self.segments.endpoints()
 
     # --- lifecycle
 
@@ -219,10 +238,13 @@ class QemuDevice:
             self._proc = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                           start_new_session=True,  # own process group: stop() kills it whole
                                           preexec_fn=die_with_parent,
-                                          pass_fds=(self.zones.tap_fd,) if self.zones else ())
+                                          pass_fds=((self.zones.tap_fd,) if self.zones else ())
+                                          + (self.segments.fds() if self.segments else ()))
         _live.add(self)
         if self.zones:
             self.zones.close_tap()
+        if self.segments:
+            self.segments.close_taps()
         self.pid = self._proc.pid
         self._wait_ready(started)
 
@@ -337,7 +359,18 @@ class QemuDevice:
                 proc.wait(timeout=5)
         if self.zones:
             self.zones.destroy()
+        if self.segments:
+            self.segments.destroy()
         shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _networks(options: dict[str, Any]) -> bool:
+    """`networks: true` attaches two networks of the guest's own when namespaces can be made here (root);
+    `networks: required` fails instead; otherwise the guest has none (and endpoints say so)."""
+    wanted = options.get("networks")
+    if wanted == "required":
+        return True
+    return bool(wanted) and unavailable() is None
 
 
 def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | None = None,
@@ -368,7 +401,7 @@ def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | 
         attempt += 1
         device = QemuDevice(profile, image, _pick_ports(given), passwords, syslog,
                             int(options.get("memory_mb", 256)), float(options.get("ready_timeout_s", 60)),
-                            zones=bool(options.get("zones")))
+                            zones=bool(options.get("zones")), networks=_networks(options))
         try:
             device.boot()
             for fault in faults:

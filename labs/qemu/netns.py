@@ -129,6 +129,69 @@ class Zones:
             subprocess.run(["ip", "netns", "delete", self.ns(zone)], capture_output=True, timeout=10)
 
 
+# Two networks of their own for the guest (CR 5.1 segmentation): each a namespace holding a tap whose host side
+# has the peer address; the guest's NIC on it has the device address. Each namespace routes the other network
+# through the guest, so whatever the guest forwards between its NICs arrives at the other peer.
+SEGMENTS = {"zone_a": ("52:54:00:62:44:0a", "10.62.11.1", "10.62.11.10"),
+            "zone_b": ("52:54:00:62:44:0b", "10.62.12.1", "10.62.12.10")}  # name: guest MAC, guest IP, peer IP
+
+
+@dataclass
+class Segments:
+    """Two namespaces, `ns(name)` for each of SEGMENTS, each with a tap for one guest NIC."""
+
+    prefix: str
+    tap_fds: dict[str, int] | None = None
+
+    def ns(self, name: str) -> str:
+        return f"{self.prefix}-{name[-1]}"
+
+    def create(self) -> Segments:
+        reason = unavailable()
+        if reason:
+            raise LabError(f"cannot make the QEMU guest's networks: {reason}")
+        self.tap_fds = {}
+        try:
+            for name, (_, guest, peer) in SEGMENTS.items():
+                ns = self.ns(name)
+                _ip("netns", "add", ns)
+                _ip("link", "set", "lo", "up", ns=ns)
+                self.tap_fds[name] = _open_tap(ns, "t0")
+                _ip("addr", "add", f"{peer}/24", "dev", "t0", ns=ns)
+                _ip("link", "set", "t0", "up", ns=ns)
+                for other, (_, _, other_peer) in SEGMENTS.items():
+                    if other != name:
+                        _ip("route", "add", other_peer.rsplit(".", 1)[0] + ".0/24", "via", guest, ns=ns)
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def qemu_args(self) -> list[str]:
+        """One NIC per network; pass `fds()` to the child (Popen pass_fds)."""
+        args = []
+        for i, (name, (mac, _, _)) in enumerate(SEGMENTS.items()):
+            args += ["-netdev", f"tap,id=s{i},fd={self.tap_fds[name]}",
+                     "-device", f"virtio-net-pci,netdev=s{i},mac={mac}"]
+        return args
+
+    def fds(self) -> tuple[int, ...]:
+        return tuple((self.tap_fds or {}).values())
+
+    def close_taps(self) -> None:
+        for fd in (self.tap_fds or {}).values():
+            os.close(fd)
+        self.tap_fds = {}
+
+    def endpoints(self) -> dict[str, dict[str, str]]:
+        return {name: {"namespace": self.ns(name)} for name in SEGMENTS}
+
+    def destroy(self) -> None:
+        self.close_taps()
+        for name in SEGMENTS:
+            subprocess.run(["ip", "netns", "delete", self.ns(name)], capture_output=True, timeout=10)
+
+
 def _open_tap(ns: str, name: str) -> int:
     """A tap device created inside namespace `ns`: setns in a short-lived thread of our own, since a
     network namespace is per thread and the rest of the process must stay where it is."""

@@ -225,6 +225,11 @@ class Accounts:
 
     # --- queries
 
+    def role_hint(self, user: str | None) -> str | None:
+        """The role without taking the lock (the audit log asks while an account change may hold it)."""
+        account = self._users.get(user) if user else None
+        return account.role if account is not None else None
+
     def role_of(self, user: str) -> str | None:
         with self._lock:
             account = self._users.get(user)
@@ -236,3 +241,36 @@ class Accounts:
             return [{"username": name, "role": a.role, "enabled": a.enabled, "failures": a.failures,
                      "locked": a.locked_until is not None and now < a.locked_until}
                     for name, a in sorted(self._users.items())]
+
+    # --- backup, restore and purge
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every account as JSON-ready data: role, state, salted hashes (never a password)."""
+        now = time.monotonic()
+        with self._lock:
+            return [{"username": name, "role": a.role, "enabled": a.enabled,
+                     "locked": a.locked_until is not None and now < a.locked_until,
+                     "salt": a.salt.hex(), "hash": a.digest.hex(),
+                     "history": [[salt.hex(), digest.hex()] for salt, digest in a.history]}
+                    for name, a in sorted(self._users.items())]
+
+    def restore(self, rows: Any) -> None:
+        """Replace every account with `rows` (a `snapshot()`); AccountError, changing nothing, if one is bad."""
+        users: dict[str, _Account] = {}
+        unlock_s = self.policy("lockout_unlock_s")
+        try:
+            for row in rows:
+                name, role = row["username"], row["role"]
+                if not isinstance(name, str) or not _USERNAME.match(name) or role not in ROLES or name in users:
+                    raise ValueError(name)
+                locked = bool(row.get("locked"))
+                users[name] = _Account(
+                    role, bytes.fromhex(row["salt"]), bytes.fromhex(row["hash"]), enabled=bool(row["enabled"]),
+                    locked_until=(time.monotonic() + unlock_s if unlock_s else math.inf) if locked else None,
+                    history=[(bytes.fromhex(s), bytes.fromhex(d)) for s, d in row.get("history", [])][-_KEEP_HISTORY:])
+        except (KeyError, TypeError, ValueError):
+            raise AccountError("bad account data") from None
+        if not any(a.role == "admin" and a.enabled for a in users.values()):
+            raise AccountError("bad account data: no enabled admin")
+        with self._lock:
+            self._users = users

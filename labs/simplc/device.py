@@ -2,18 +2,28 @@
 
 `Device` holds the state the interfaces have in common: the profile, the process image, the audit log,
 accounts, sessions, the current fault and the mutable security settings (seeded from the profile; the
-management shell reads and changes them, and Modbus/CAN read them on every request).
+management shell reads and changes them, and Modbus/CAN read them on every request). It also holds the
+maintenance state: the firmware (running and staged version, the vendor's public key), the in-memory
+files (/update, /backup, /log), the device-secret backup key, the provisioned state `system purge` goes
+back to, and the interfaces `config show` reports.
+
+Two faults act here: `audit_broken` stops the audit log recording; `tamper` opens the enclosure (where the
+profile has a `tamper_switch`: that discrete input reads 1, and an audit record `tamper` "enclosure opened"
+is made and forwarded; clearing the fault closes it again, recorded as "enclosure closed").
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import secrets
 import string
 import termios
+import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -24,7 +34,11 @@ from iec62443_harness.labs.simplc.profile import Profile
 
 # Profile fields that are not live settings: identity, the account list, firmware defects, and what is only
 # decided at start-up (whether the debug service exists).
-_NOT_SETTINGS = ("name", "accounts", "extra", "input_bugs", "extra_service")
+_NOT_SETTINGS = ("name", "accounts", "extra", "input_bugs", "extra_service", "firmware_version", "firmware_check",
+                 "firmware_downgrade", "script_signature", "backup_integrity", "purge_complete", "config_json",
+                 "selftest", "audit_protected", "tamper_switch", "telnet_login", "web_tls", "web_sessions",
+                 "web_plain_http")
+END_SESSIONS_S = 0.2  # a restart or purge ends the sessions this long after answering
 
 
 def initial_settings(profile: Profile) -> dict[str, Any]:
@@ -47,10 +61,13 @@ def provision_passwords(profile: Profile, env: dict[str, str]) -> dict[str, str]
 
 
 class Device:
-    def __init__(self, profile: Profile, passwords: dict[str, str], syslog: tuple[str, int] | None = None) -> None:
+    def __init__(self, profile: Profile, passwords: dict[str, str], syslog: tuple[str, int] | None = None,
+                 vendor_key: Any = None) -> None:
         # Imported here: the management side (accounts, audit, sessions) is a separate part of the lab.
         from iec62443_harness.labs.simplc.accounts import Accounts
         from iec62443_harness.labs.simplc.audit import AuditLog
+        from iec62443_harness.labs.simplc.files import AUDIT_LOG, AUDIT_ROTATED, DeviceFiles
+        from iec62443_harness.labs.simplc.firmware import Firmware, VendorKit
         from iec62443_harness.labs.simplc.sessions import Sessions
 
         self.profile = profile
@@ -58,16 +75,58 @@ class Device:
         self.settings: dict[str, Any] = initial_settings(profile)
         self.audit = AuditLog(syslog)
         self.accounts = Accounts(profile, passwords, self.audit, settings=self.settings)  # one live policy
+        self.audit.role_of = self.accounts.role_hint
         self.sessions = Sessions(profile.max_sessions)
         self.started = time.time()
         self.faults = FaultState()
         self.master_seen = float("-inf")  # time.monotonic() of the last Modbus request to unit 1
         self.control = ControlTask(self)
+        # maintenance
+        self.firmware = Firmware(profile.firmware_version, vendor_key or VendorKit().public)
+        self.files = DeviceFiles()
+        logs = {AUDIT_LOG: lambda: self.audit.entries(), AUDIT_ROTATED: lambda: self.audit.rotated or None}
+        self.files.log_reader = lambda path: (None if path not in logs or (entries := logs[path]()) is None
+                                              else self.audit.export(entries).encode())
+        if not profile.audit_protected:
+            self.files.log_writer = lambda data: self.audit.replace(self.audit.parse_export(data))
+        self.backup_key = os.urandom(32)  # the device secret that keys backup HMACs
+        self.backup_count = 0
+        self.interfaces: dict[str, dict[str, Any]] = {}  # name -> protocol, address or line, enabled
+        self.restart_hooks: list[Callable[[], Callable[[], None]]] = []
+        self.provisioned = {"accounts": self.accounts.snapshot(), "settings": copy.deepcopy(self.settings)}
+        self._fault_was: str | None = None
+        self.faults.subscribe(self._fault_changed)
 
     @property
     def fault(self) -> str | None:
         """The current fault name or None; safe to read from any thread."""
         return self.faults.current
+
+    def _fault_changed(self, name: str | None) -> None:
+        was, self._fault_was = self._fault_was, name
+        self.audit.broken = name == "audit_broken"
+        switch = self.profile.tamper_switch
+        if switch and (name == "tamper") != (was == "tamper"):
+            opened = name == "tamper"
+            self.image.write(switch.get("table", "di"), int(switch["address"]), [int(opened)])
+            self.audit.record("tamper", None, "enclosure", "alert" if opened else "success",
+                              "enclosure opened" if opened else "enclosure closed")
+
+    def end_sessions(self, delay: float = END_SESSIONS_S) -> None:
+        """End every shell session and management connection open now, `delay` s from now (after the answer)."""
+        sessions = self.sessions.list()
+        closers = [hook() for hook in self.restart_hooks]  # each takes its snapshot now
+
+        def run() -> None:
+            for session in sessions:
+                self.sessions.kill(session.id)
+            for close in closers:
+                with contextlib.suppress(Exception):
+                    close()
+
+        timer = threading.Timer(delay, run)
+        timer.daemon = True
+        timer.start()
 
 
 class Pty:

@@ -8,6 +8,12 @@ At most one fault is active; `None` clears it.
 - `garbage`: Modbus answers random bytes instead of a reply.
 - `slow`: every reply (Modbus, CAN SDO, SSH, console) leaves about 1.5 s late.
 - `can_off`: the node drops off the CAN bus: no heartbeat, no SDO replies.
+- `audit_broken`: the audit log stops recording (nothing kept, nothing forwarded to syslog); `selftest`
+  then reports `audit: FAILED` where the profile has a self-test.
+- `tamper`: the enclosure is opened. Where the profile has a `tamper_switch` (sl2: discrete input 10) the
+  switch reads 1 and an audit record (event tamper, outcome alert, detail "enclosure opened") is made and
+  forwarded; clearing the fault closes the enclosure (recorded "enclosure closed"). Without a switch
+  nothing notices.
 
 Control channel: a Unix socket; a client sends one JSON line, `{"fault": "stall"}` or `{"fault": null}`,
 and reads one line back: `ok`, or `error: <what and how to fix>`.
@@ -20,7 +26,7 @@ import json
 import threading
 from collections.abc import Callable
 
-NAMES = ("stall", "silent", "reset", "garbage", "slow", "can_off")
+NAMES = ("stall", "silent", "reset", "garbage", "slow", "can_off", "audit_broken", "tamper")
 SLOW_S = 1.5
 
 

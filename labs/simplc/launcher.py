@@ -1,13 +1,16 @@
 """Start the emulated PLC as a child process and hand back a `Running` (the contract in `labs/__init__.py`).
 
-`start()` runs `iec62443 simplc` in its own process group with a private run directory (ready file,
-control socket, log), waits for the ready file, then proves that every interface answers: a Modbus TCP
-read, a Modbus RTU read, an SSH password login as admin, a CAN heartbeat, a console login prompt. Only
-then does it select the requested fault and return. `stop()` ends the whole process group (SIGTERM, then
-SIGKILL after a grace period) and removes the run directory; every device still running when the
-interpreter exits is stopped too, and a device whose parent dies stops by itself.
+`start()` runs `iec62443 simplc` in its own process group with a private run directory (control socket,
+log, the device's files), reads the ready JSON (endpoints, passwords, files) from a pipe, so that the
+passwords are never written to disk, then proves that every interface answers: a Modbus TCP read, a Modbus
+RTU read, an SSH password login as admin, a CAN heartbeat, a console login prompt (and the telnet login
+prompt where the profile opens one). Only then does it select the requested fault and return. `stop()` ends
+the whole process group (SIGTERM, then SIGKILL after a grace period) and removes the run directory; every
+device still running when the interpreter exits is stopped too. A device whose parent dies (even by
+SIGKILL) gets SIGUSR1 from the kernel (its parent-death signal), removes its run directory and stops.
 
-`options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023}}` to require fixed ports;
+`options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023, "telnet": 15024, "https": 15443,
+"http": 15080}}` to require fixed ports;
 otherwise free ports are picked in 20000-31999.
 """
 
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
+import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -28,9 +34,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iec62443_harness.labs import LabError
-from iec62443_harness.labs.process import die_with_parent
 from iec62443_harness.labs.simplc.faults import NAMES as FAULT_NAMES
 from iec62443_harness.labs.simplc.profile import available, load_profile
 
@@ -38,11 +44,22 @@ READY_TIMEOUT_S = 10.0  # ready in well under 1 s here; leave room for a loaded 
 CHECK_TIMEOUT_S = 3.0
 STOP_GRACE_S = 3.0
 OPTIONS = ("ports",)
-PORT_NAMES = ("modbus_tcp", "ssh", "debug")
+PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet", "https", "http")
 HEARTBEAT_ID = 0x705
 CONSOLE_PROMPT = b"login: "
+MAX_READY_BYTES = 1 << 20
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before any fork
 
 _running: set[SimplcRunning] = set()
+
+
+def _signal_parent_death() -> None:
+    """`preexec_fn`: the kernel sends SIGUSR1 (the device's "parent gone") when the forking thread ends (the
+    harness killed, even by SIGKILL); the device then removes its run directory and stops, exiting hard if
+    stopping hangs. SIGUSR1's default action kills a device that has not set up its handler yet."""
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
 
 
 def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | None = None,
@@ -76,6 +93,7 @@ class SimplcRunning:
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, str] = {}
         self.extra_services: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, str] = {}
         self.control = ""
         self.pid = 0
         self.ready_s = 0.0
@@ -88,9 +106,10 @@ class SimplcRunning:
     def launch(self, preferred: dict[str, int] | None = None) -> None:
         t0 = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix="simplc-"))
-        ready, log = self._dir / "ready.json", self._dir / "device.log"
+        log = self._dir / "device.log"
+        ready_r, ready_w = os.pipe()
         cmd = [sys.executable, "-m", "iec62443_harness.labs.simplc", "--profile", self.profile,
-               "--ready-file", str(ready), "--control", str(self._dir / "control.sock"),
+               "--ready-fd", str(ready_w), "--run-dir", str(self._dir), "--control", str(self._dir / "control.sock"),
                "--parent-pid", str(os.getpid())]
         cmd += [a for name, port in self.ports.items() for a in ("--port", f"{name}={port}")]
         cmd += [a for name, port in (preferred or {}).items() if name not in self.ports
@@ -102,37 +121,61 @@ class SimplcRunning:
         account_vars = {a.env for a in load_profile(self.profile).accounts}
         env = {k: v for k, v in os.environ.items() if k not in account_vars}
         env.update(self.secrets)
-        with open(log, "wb") as out:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                          env=env, start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            with open(log, "wb") as out:
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                              env=env, start_new_session=True, preexec_fn=_signal_parent_death,
+                                              pass_fds=(ready_w,))
+        finally:
+            os.close(ready_w)
         _running.add(self)
         self.pid = self._proc.pid
         try:
-            info = self._wait_ready(ready, log)
+            info = self._wait_ready(ready_r, log)
             self.endpoints, self.secrets = info["endpoints"], info["secrets"]
             self.control, self.extra_services = info["control"], info["extra_services"]
+            self.files = dict(info.get("files") or {})
             self._check_interfaces()
             for name in self.faults:
                 self.set_fault(name)
         except BaseException:
             self.stop()
             raise
+        finally:
+            os.close(ready_r)
         self.ready_s = time.monotonic() - t0
 
-    def _wait_ready(self, ready: Path, log: Path) -> dict[str, Any]:
+    def _wait_ready(self, ready: int, log: Path) -> dict[str, Any]:
+        """The ready JSON from the pipe: complete once the device closes its end."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if ready.exists():
-                return json.loads(ready.read_text(encoding="utf-8"))
+        data = b""
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([ready], [], [], min(left, 0.1))
+            chunk = os.read(ready, 65536) if readable else None
+            if chunk:
+                data += chunk
+                if len(data) > MAX_READY_BYTES:
+                    raise LabError(f"simplc ({self.profile}) sent an oversized ready message: see its log")
+                continue
+            if chunk == b"":  # end of file: the device closed the pipe, or died before writing
+                if data:
+                    return json.loads(data)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(1.0)  # type: ignore[union-attr]
+                raise LabError(f"simplc ({self.profile}) exited before it was ready: {_last_line(log)}")
             if self._proc.poll() is not None:  # type: ignore[union-attr]
                 raise LabError(f"simplc ({self.profile}) exited before it was ready: {_last_line(log)}")
-            time.sleep(0.01)
         raise LabError(f"simplc ({self.profile}) was not ready within {READY_TIMEOUT_S:.0f} s: see the device log "
                        f"line {_last_line(log)!r}; the machine may be overloaded")
 
     def _check_interfaces(self) -> None:
         checks = {"modbus_tcp": self._check_modbus_tcp, "modbus_rtu": self._check_modbus_rtu,
                   "ssh": self._check_ssh, "can": self._check_can, "console": self._check_console}
+        if "telnet" in self.endpoints:
+            checks["telnet"] = self._check_telnet
+        for name in ("https", "http"):
+            if name in self.endpoints:
+                checks[name] = lambda name=name: self._check_web(name)
         with ThreadPoolExecutor(len(checks)) as pool:
             futures = {name: pool.submit(check) for name, check in checks.items()}
         for name, future in futures.items():
@@ -158,10 +201,15 @@ class SimplcRunning:
 
     def restart(self) -> None:
         """Power cycle: the same profile, fault, passwords and, where still free, the same TCP ports.
-        The ptys (modbus_rtu, can, console) get new paths: read `endpoints` again."""
+        The ptys (modbus_rtu, can, console) get new paths: read `endpoints` again. Nothing else survives: the
+        firmware is the profile's version again, /update and /backup are empty, the audit log is new, and
+        the vendor kit is made afresh with a new vendor key: read `files` again."""
         preferred = {"modbus_tcp": self.endpoints.get("modbus_tcp", {}).get("port"),
                      "ssh": self.endpoints.get("ssh", {}).get("port"),
-                     "debug": self.extra_services.get("debug", {}).get("port")}
+                     "debug": self.extra_services.get("debug", {}).get("port"),
+                     "telnet": self.endpoints.get("telnet", {}).get("port"),
+                     **{name: urlsplit(self.endpoints[name]["base_url"]).port for name in ("https", "http")
+                        if name in self.endpoints}}
         self.stop()
         self.fault = None
         self.launch({name: port for name, port in preferred.items() if port})
@@ -185,6 +233,28 @@ class SimplcRunning:
         self.fault = name
 
     # --- readiness: each interface must really answer
+
+    def _check_web(self, name: str) -> None:
+        """The login page over the web UI (any TLS it offers: the legacy profile's too)."""
+        parts = urlsplit(self.endpoints[name]["base_url"])
+        with socket.create_connection((parts.hostname, parts.port), timeout=CHECK_TIMEOUT_S) as raw:
+            sock: socket.socket = raw
+            if parts.scheme == "https":
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # a fresh self-signed one every start
+                ctx.set_ciphers("ALL:@SECLEVEL=0")
+                sock = ctx.wrap_socket(raw, server_hostname=parts.hostname)
+            sock.sendall(f"GET /login HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+            seen = _read_until(sock, b"</html>")
+        if not seen.startswith(b"HTTP/1.1 200") or b"type=password" not in seen:
+            raise OSError(f"no login page, got {seen[:60]!r}")
+
+    def _check_telnet(self) -> None:
+        ep = self.endpoints["telnet"]
+        with socket.create_connection((ep["host"], ep["port"]), timeout=CHECK_TIMEOUT_S) as sock:
+            seen = _read_until(sock, CONSOLE_PROMPT)
+        if CONSOLE_PROMPT not in seen:
+            raise OSError(f"no login prompt, got {seen[-60:]!r}")
 
     def _check_modbus_tcp(self) -> None:
         ep = self.endpoints["modbus_tcp"]
@@ -255,6 +325,16 @@ class SimplcRunning:
                 seen += port.read(256)
         if CONSOLE_PROMPT not in seen:
             raise OSError(f"no login prompt after CR, got {seen[-60:]!r}")
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    seen, deadline = b"", time.monotonic() + CHECK_TIMEOUT_S
+    while marker not in seen and time.monotonic() < deadline:
+        chunk = sock.recv(256)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def _last_line(log: Path) -> str:

@@ -13,6 +13,9 @@ What the profile changes (read live from `device.settings`, which the shell may 
 - `verbose_errors` (TCP only): exception replies carry trailing text leaking the firmware, Python and
   pymodbus versions and an internal stack line. (On RTU trailing bytes would break the line's framing.)
 
+Read Device Identification (FC 43 / MEI 14) answers VendorName "SimPLC Labs", ProductCode "SPLC-1",
+MajorMinorRevision = the running firmware version (it changes after `firmware apply` + `system restart`).
+
 Requests are checked as the Modbus specification says (quantity ranges, byte counts, lengths):
 exception 01 for an unsupported function, 02 for an address outside 0..999, 03 for a bad value. On TCP a
 unit id other than 1 gets exception 0x0B; on RTU, silence. A TCP frame with a protocol id other than 0
@@ -143,6 +146,13 @@ class ModbusService:
         self.device = device
         self.decoder = DecodePDU(True)
         self.crash_tcp: Callable[[], None] = lambda: None  # set by the TCP server
+        self.firmware = FIRMWARE
+        if hasattr(device, "firmware"):
+            device.firmware.subscribe(self._firmware_changed)
+
+    def _firmware_changed(self, version: str) -> None:
+        self.firmware = version
+        ModbusControlBlock().Identity.MajorMinorRevision = version
 
     async def exchange(self, unit: int, pdu: bytes, link: Link, frame: Callable[[bytes], bytes]) -> bytes | None:
         """The bytes to send back for one request (after faults), or None to stay silent."""
@@ -215,7 +225,7 @@ class ModbusService:
         reply = bytes([(fc | 0x80) & 0xFF, code])
         if link.tcp and self.device.settings.get("verbose_errors"):
             leak = (f" Traceback (most recent call last): File \"/opt/simplc/fw/modbus_slave.py\", line 212, in "
-                    f"dispatch: ModbusError: {reason} [simplc-fw {FIRMWARE}, Python {platform.python_version()}, "
+                    f"dispatch: ModbusError: {reason} [simplc-fw {self.firmware}, Python {platform.python_version()}, "
                     f"pymodbus {pymodbus.__version__}]")
             reply += leak.encode()[:240]
         return reply

@@ -54,6 +54,22 @@ class Profile:
     rate_limit_per_s: float | None = None  # Modbus requests per second per connection
     # FR7.7
     extra_service: bool = False  # an undeclared debug TCP service
+    # Device-side maintenance functions; fixed behaviour of the firmware, not settings `config set` changes
+    firmware_version: str = "2.3.1"  # the running firmware at start (CR 3.4, 3.10)
+    firmware_check: str = "signature"  # none: install anything; digest: SHA-256 only; signature: + vendor ed25519
+    firmware_downgrade: bool = False  # accept an image older than the running firmware
+    script_signature: bool = True  # `script run` only runs vendor-signed scripts (CR 3.2)
+    backup_integrity: str = "hmac-sha256"  # none, sha256 (accidental damage), hmac-sha256 (device key) (CR 7.3)
+    purge_complete: bool = True  # `system purge` removes added accounts, changed passwords, backups (CR 4.2)
+    config_json: bool = True  # `config show --json` (CR 7.6)
+    selftest: bool = True  # the `selftest` command exists (CR 3.3)
+    audit_protected: bool = True  # clear/rotate leave a record; /log/audit.log read-only (CR 3.9)
+    tamper_switch: dict[str, Any] | None = None  # {table: di, address: N}: the enclosure switch (CR 3.11)
+    telnet_login: bool = False  # a plaintext login port (CR 4.1, 7.7)
+    # The web management UI (web.py); fixed at start
+    web_tls: str = "modern"  # modern: TLS 1.2+, ECDHE AEAD suites, EC P-256; legacy: TLS 1.0+, all suites, RSA-1024
+    web_sessions: str = "strong"  # strong: random, rotated, ended, flagged, CSRF-checked; weak: none of it
+    web_plain_http: bool = False  # the same UI, login included, over plain http too
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -13,16 +13,54 @@ Commands (the operation each needs, in brackets; `help`, `exit` need none):
     user del <name>                    remove an account                           [user_del]
     user unlock <name>                 clear a lockout                             [user_unlock]
     audit show [n]                     the last n audit records (default 20)       [audit_show]
-    config show                        the device's security settings              [config_show]
+    audit export --json                every record, one JSON object a line        [audit_export]
+    audit clear                        empty the audit log                         [audit_clear]
+    audit rotate                       start a new log; the old is /log/audit.log.1 [audit_rotate]
+    config show [--json]               network and security settings               [config_show]
     config set <key> <value>           change one setting                          [config_set]
     session list                       live shell sessions                         [session_list]
     session kill <id>                  end a session at once                       [session_kill]
+    firmware show                      running (and staged) firmware version       [firmware_show]
+    firmware apply <path>              verify and stage an image from /update/     [firmware_apply]
+    script run <path>                  run an uploaded script's lines as commands  [script_run]
+    system restart                     staged firmware becomes active; sessions end [system_restart]
+    system purge                       back to the provisioned state               [system_purge]
+    backup create                      write /backup/backup-<n>.bin                [backup_create]
+    backup restore <path>              restore settings and accounts from a backup [backup_restore]
+    inventory [--json]                 installed components and versions           [inventory]
+    selftest                           check each security function                [selftest]
     exit | logout                      end the session
 
-Who may do what is the data in ROLE_OPERATIONS: viewer {whoami, read, config_show}; operator adds
-{write, passwd}; engineer adds {audit_show}; admin may do everything. With `role_enforcement` off (the
-insecure profile) every user may do everything. A refused command answers exactly
-`permission denied: <op> needs role <role>` and is audited.
+Who may do what is the data in ROLE_OPERATIONS: viewer {whoami, read, config_show, firmware_show,
+inventory, selftest}; operator adds {write, passwd}; engineer adds {audit_show, audit_export, file_upload,
+backup_transfer, firmware_apply, script_run, backup_create, backup_restore, system_restart}; admin may do
+everything (also audit_clear, audit_rotate, system_purge and the account, setting and session commands).
+`file_upload` and `backup_transfer` are SFTP rights (/update, /backup); `audit_export` also reads
+/log/audit.log over SFTP. With `role_enforcement` off (the insecure profile) every user may do everything.
+A refused command answers exactly `permission denied: <op> needs role <role>` and is audited.
+
+Answers a suite can rely on (status 1 for each refusal, which is audited):
+    firmware show     "running <version>" and, when one is staged, "pending <version>"
+    firmware apply    "firmware staged: <version>; active after restart" or "firmware rejected: <reason>",
+                      reason one of "not a firmware image", "integrity check failed", "signature not from
+                      the vendor", "downgrade from <running> to <version> refused", "empty file",
+                      "no such file <path>", "<path> is not under /update/"
+    script run        the output of each line ("> <line>" then its answer), then "script done: <n> commands";
+                      or "script rejected: not signed by the vendor" (profiles with `script_signature`)
+    system restart    "restarting: firmware <version> running; sessions end now"
+    system purge      "purge done: provisioned state restored; sessions end now"; the audit log then holds
+                      one record, event purge, detail "purge done"
+    backup create     "backup written: /backup/backup-<n>.bin"
+    backup restore    "backup restored: <path>" or "backup rejected: <reason>", reason "integrity check
+                      failed", "not a backup", "no such file <path>"
+    audit clear       "audit log cleared: <n> records"  (protected audit: then one record audit_clear)
+    audit rotate      "audit log rotated: <n> records in /log/audit.log.1"  (protected: one record audit_rotate)
+    selftest          "<function>: ok" or "<function>: FAILED (<why>)" for authentication, audit,
+                      firmware-verification, role-enforcement, backup-integrity, control-task, random;
+                      then "selftest: passed" or "selftest: failed". Absent (unknown command) without
+                      the profile's `selftest`.
+    config show --json, inventory --json: one JSON document; without the profile's `config_json`,
+                      `config show --json` answers "unknown option '--json'" (status 2).
 
 Below the interpreter: `Terminal` turns a byte port (SSH channel, pty) into lines with echo, line editing
 and the device's fault modes, and `interactive` runs one registered session with its idle timeout.
@@ -30,22 +68,27 @@ and the device's fault modes, and `interactive` runs one registered session with
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from iec62443_harness.labs.simplc import maintenance
 from iec62443_harness.labs.simplc.accounts import ROLES, AccountError
+from iec62443_harness.labs.simplc.profile import Profile
 from iec62443_harness.labs.simplc.sessions import Session, SessionLimitError
 
-_VIEWER = frozenset({"whoami", "read", "config_show"})
+_VIEWER = frozenset({"whoami", "read", "config_show", "firmware_show", "inventory", "selftest"})
 _OPERATOR = _VIEWER | {"write", "passwd"}
-_ENGINEER = _OPERATOR | {"audit_show"}
+_ENGINEER = _OPERATOR | {"audit_show", "audit_export", "file_upload", "backup_transfer", "firmware_apply",
+                         "script_run", "backup_create", "backup_restore", "system_restart"}
 OPERATIONS = (*sorted(_ENGINEER), "user_list", "user_add", "user_disable", "user_enable", "user_del",
-              "user_unlock", "config_set", "session_list", "session_kill")
+              "user_unlock", "config_set", "session_list", "session_kill", "audit_clear", "audit_rotate",
+              "system_purge")
 ROLE_OPERATIONS: dict[str, frozenset[str]] = {
     "viewer": _VIEWER,
     "operator": _OPERATOR,
@@ -68,10 +111,22 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "user del": ("user_del", "<name>", "remove an account"),
     "user unlock": ("user_unlock", "<name>", "clear a lockout"),
     "audit show": ("audit_show", "[n]", "the last n audit records"),
-    "config show": ("config_show", "", "the security settings"),
+    "audit export": ("audit_export", "--json", "every audit record as JSON lines"),
+    "audit clear": ("audit_clear", "", "empty the audit log"),
+    "audit rotate": ("audit_rotate", "", "start a new audit log"),
+    "config show": ("config_show", "[--json]", "network and security settings"),
     "config set": ("config_set", "<key> <value>", "change one setting"),
     "session list": ("session_list", "", "live shell sessions"),
     "session kill": ("session_kill", "<id>", "end a session at once"),
+    "firmware show": ("firmware_show", "", "running and staged firmware"),
+    "firmware apply": ("firmware_apply", "<path>", "verify and stage an image from /update/"),
+    "script run": ("script_run", "<path>", "run an uploaded script"),
+    "system restart": ("system_restart", "", "activate staged firmware; sessions end"),
+    "system purge": ("system_purge", "", "back to the provisioned state"),
+    "backup create": ("backup_create", "", "write a configuration backup"),
+    "backup restore": ("backup_restore", "<path>", "restore a configuration backup"),
+    "inventory": ("inventory", "[--json]", "installed components and versions"),
+    "selftest": ("selftest", "", "check each security function"),
     "exit": (None, "", "end the session"),
     "logout": (None, "", "end the session"),
 }
@@ -80,6 +135,8 @@ _TABLES = {"co": "co", "coil": "co", "coils": "co", "di": "di", "hr": "hr", "hol
 SLOW_S = 1.5  # the "slow" fault's delay before each answer
 POLL_S = 0.1  # how often a waiting session notices a kill or a new fault
 MAX_LINE = 1024
+MAX_SCRIPT_LINES = 200
+_TEXT_SETTINGS = frozenset(f.name for f in fields(Profile) if str(f.type).startswith("str"))  # banner: text or none
 
 
 def setting(device: Any, key: str) -> Any:
@@ -107,6 +164,7 @@ class Shell:
 
     def __init__(self, device: Any, user: str, source: str, session: Session | None = None) -> None:
         self.device, self.user, self.source, self.session = device, user, source, session
+        self._in_script = False
 
     @property
     def role(self) -> str | None:
@@ -122,12 +180,16 @@ class Shell:
         role = self.role
         return role is not None and op in ROLE_OPERATIONS[role]
 
+    def present(self, key: str) -> bool:
+        """Whether this device has the command at all (the profile may leave one out)."""
+        return key != "selftest" or bool(getattr(self.device.profile, "selftest", True))
+
     def execute(self, line: str) -> Result:
         words = line.split()
         if not words:
             return Result("")
         key = " ".join(words[:2]) if " ".join(words[:2]) in COMMANDS else words[0]
-        if key not in COMMANDS:
+        if key not in COMMANDS or not self.present(key):
             return Result(f"unknown command {words[0]!r}: type help for the list", 127)
         op, usage, _ = COMMANDS[key]
         if op is not None and not self.allowed(op):
@@ -140,12 +202,16 @@ class Shell:
             return Result(f"usage: {key} {usage}".rstrip(), 2)
         except AccountError as exc:
             return Result(str(exc), 1)
+        except maintenance.Refused as exc:
+            return Result(str(exc), 1)
 
     # --- commands: each takes the arguments after its words and the raw line
 
     def _help(self, args: list[str], line: str) -> Result:
         rows = []
         for key, (op, usage, summary) in COMMANDS.items():
+            if not self.present(key):
+                continue
             need = f" [{op}: {min_role(op)}]" if op else ""
             rows.append(f"  {(key + ' ' + usage).strip():<36} {summary}{need}")
         return Result("commands:\n" + "\n".join(rows))
@@ -228,7 +294,13 @@ class Shell:
                                 for e in entries))
 
     def _config_show(self, args: list[str], line: str) -> Result:
-        return Result("\n".join(f"{k} = {_show(v)}" for k, v in sorted(self.device.settings.items())))
+        from iec62443_harness.labs.simplc.inventory import settings_lines, settings_report
+
+        if args and (args != ["--json"] or not getattr(self.device.profile, "config_json", True)):
+            return Result(f"unknown option {args[0]!r}", 2)
+        if args:
+            return Result(json.dumps(settings_report(self.device), sort_keys=True))
+        return Result("\n".join(settings_lines(self.device)))
 
     def _config_set(self, args: list[str], line: str) -> Result:
         if len(args) < 2:
@@ -241,7 +313,7 @@ class Shell:
         if not (old is None or isinstance(old, bool | int | float | str)):
             return Result(f"setting {key} is a list: the shell changes only single values", 2)
         try:
-            value = _parse(text, old)
+            value = _parse(text, "" if old is None and key in _TEXT_SETTINGS else old)
         except ValueError as exc:
             return Result(f"bad value for {key}: {exc}", 2)
         settings[key] = value
@@ -269,6 +341,88 @@ class Shell:
         self.device.audit.record("session_killed", self.user, self.source, "success",
                                  f"session {session.id} of {session.user} from {session.source}")
         return Result(f"session {session.id} killed")
+
+    # --- audit maintenance
+
+    def _audit_export(self, args: list[str], line: str) -> Result:
+        if args != ["--json"]:
+            raise _Usage
+        entries = self.device.audit.entries()
+        self.device.audit.record("audit_export", self.user, self.source, "success", f"{len(entries)} records")
+        return Result(self.device.audit.export(entries).rstrip("\n"))
+
+    def _audit_clear(self, args: list[str], line: str) -> Result:
+        if args:
+            raise _Usage
+        return Result(maintenance.audit_clear(self.device, self.user, self.source))
+
+    def _audit_rotate(self, args: list[str], line: str) -> Result:
+        if args:
+            raise _Usage
+        return Result(maintenance.audit_clear(self.device, self.user, self.source, rotate=True))
+
+    # --- firmware, scripts, restart, backup, purge, inventory, self-test
+
+    def _firmware_show(self, args: list[str], line: str) -> Result:
+        fw = self.device.firmware
+        return Result(f"running {fw.running}" + (f"\npending {fw.pending}" if fw.pending else ""))
+
+    def _firmware_apply(self, args: list[str], line: str) -> Result:
+        if len(args) != 1:
+            raise _Usage
+        return Result(maintenance.firmware_apply(self.device, args[0], self.user, self.source))
+
+    def _script_run(self, args: list[str], line: str) -> Result:
+        if len(args) != 1:
+            raise _Usage
+        if self._in_script:
+            return Result("script rejected: a script cannot run another script", 1)
+        lines = [ln.strip() for ln in maintenance.script_lines(self.device, args[0], self.user, self.source)]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")][:MAX_SCRIPT_LINES]
+        out, self._in_script = [], True
+        try:
+            for command in lines:
+                result = Result("") if command.split()[0] in ("exit", "logout") else self.execute(command)
+                out.append(f"> {command}" + (f"\n{result.output}" if result.output else ""))
+        finally:
+            self._in_script = False
+        return Result("\n".join([*out, f"script done: {len(lines)} commands"]))
+
+    def _system_restart(self, args: list[str], line: str) -> Result:
+        if args:
+            raise _Usage
+        return Result(maintenance.restart(self.device, self.user, self.source))
+
+    def _system_purge(self, args: list[str], line: str) -> Result:
+        if args:
+            raise _Usage
+        return Result(maintenance.purge(self.device, self.user, self.source))
+
+    def _backup_create(self, args: list[str], line: str) -> Result:
+        if args:
+            raise _Usage
+        return Result(maintenance.backup_create(self.device, self.user, self.source))
+
+    def _backup_restore(self, args: list[str], line: str) -> Result:
+        if len(args) != 1:
+            raise _Usage
+        return Result(maintenance.backup_restore(self.device, args[0], self.user, self.source))
+
+    def _inventory(self, args: list[str], line: str) -> Result:
+        from iec62443_harness.labs.simplc.inventory import components
+
+        if args not in ([], ["--json"]):
+            raise _Usage
+        rows = components(self.device)
+        if args:
+            return Result(json.dumps(rows))
+        return Result("\n".join(f"{r['name']:<22} {r['version']:<12} {r['type']}" for r in rows))
+
+    def _selftest(self, args: list[str], line: str) -> Result:
+        if args:
+            raise _Usage
+        lines, passed = maintenance.selftest(self.device, self.user, self.source)
+        return Result("\n".join(lines), 0 if passed else 1)
 
     def _exit(self, args: list[str], line: str) -> Result:
         return Result("logout", exit=True)

@@ -2,9 +2,15 @@
 
 One thread per connection (plus one per channel). It identifies as `SSH-2.0-SimPLC_1.0`, sends the profile's
 banner as the SSH-2 userauth banner before authentication, accepts only "password" (public keys are
-refused) through `Accounts`, and offers strong algorithms only, plus weak ones (SHA-1 Diffie-Hellman, CBC
-ciphers, hmac-sha1/md5) when `ssh_weak_algorithms` is set. paramiko 5.1 dropped the SHA-1 key exchanges,
-so the two weak ones are its group-14 exchange with SHA-1 and the RFC 2409 1024-bit group.
+refused) through `Accounts`, and offers strong algorithms only (ECDH/curve25519/ML-KEM and SHA-2 DH key
+exchanges, AES-CTR/GCM, SHA-2 MACs, ssh-ed25519 and ecdsa host keys), plus weak ones (SHA-1 Diffie-Hellman,
+CBC ciphers, hmac-sha1/md5, an RSA host key signing with ssh-rsa, i.e. SHA-1, besides rsa-sha2) when
+`ssh_weak_algorithms` is set. paramiko 5.1 dropped the SHA-1 key exchanges and ssh-rsa signatures, so they
+are put back here: its group-14 exchange with SHA-1, the RFC 2409 1024-bit group, an RSA key with SHA-1.
+`offered(device)` lists what a new connection is offered now (`config show` reports it).
+
+The "sftp" subsystem serves the device's files (sftp.py) to a logged-in user. `system restart` and
+`system purge` close every connection open at the time (a hook in `device.restart_hooks`).
 
 A shell channel (with or without a pty) is a registered session: session limit, idle timeout, admin kill.
 An exec channel runs one command and returns its output and exit status. Every connection is bounded: a
@@ -18,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import logging
 import socket
 import struct
@@ -27,7 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paramiko
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from iec62443_harness.labs.simplc.accounts import AuthResult
+from iec62443_harness.labs.simplc.sftp import DeviceSFTP
 from iec62443_harness.labs.simplc.shell import SLOW_S, Shell, Terminal, interactive, setting
 from paramiko.kex_group14 import KexGroup14SHA256
 
@@ -55,9 +65,16 @@ class _KexGroup1SHA1(_KexGroup14SHA1):
             "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF", 16)
 
 
+class _RSAKeySHA1(paramiko.RSAKey):
+    """An RSA key that also signs and verifies "ssh-rsa" (SHA-1), which paramiko 5 dropped."""
+
+    HASHES = {**paramiko.RSAKey.HASHES, "ssh-rsa": hashes.SHA1}
+
+
 class _Transport(paramiko.Transport):
     _kex_info = {**paramiko.Transport._kex_info, _KexGroup14SHA1.name: _KexGroup14SHA1,
                  _KexGroup1SHA1.name: _KexGroup1SHA1}
+    _key_info = {**paramiko.Transport._key_info, "ssh-rsa": _RSAKeySHA1}
 
 
 # group exchange is left out: paramiko serves it only with a moduli file
@@ -65,12 +82,27 @@ STRONG = {
     "kex": tuple(k for k in paramiko.Transport._preferred_kex if "group-exchange" not in k),
     "ciphers": ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"),
     "digests": ("hmac-sha2-256", "hmac-sha2-512", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"),
+    "key_types": ("ssh-ed25519", "ecdsa-sha2-nistp256"),
 }
 WEAK = {
     "kex": ("diffie-hellman-group14-sha1", "diffie-hellman-group1-sha1"),
     "ciphers": ("aes128-cbc", "aes256-cbc", "3des-cbc"),
     "digests": ("hmac-sha1", "hmac-md5"),
+    "key_types": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
 }
+_REPORT = {"kex": "kex", "ciphers": "ciphers", "digests": "macs", "key_types": "hostkeys"}
+
+
+def offered(device: Any) -> dict[str, list[str]]:
+    """What a new connection is offered now: {"kex", "ciphers", "macs", "hostkeys"} -> algorithm names."""
+    weak = bool(setting(device, "ssh_weak_algorithms"))
+    return {_REPORT[key]: list(STRONG[key] + (WEAK[key] if weak else ())) for key in STRONG}
+
+
+def _ed25519_host_key() -> paramiko.PKey:
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    return paramiko.Ed25519Key(file_obj=io.StringIO(pem.decode()))
 
 
 @dataclass
@@ -80,6 +112,7 @@ class _Request:
     ready: threading.Event = field(default_factory=threading.Event)
     pty: bool = False
     command: str | None = None  # None: a shell
+    subsystem: str | None = None  # "sftp": served by its own thread
 
 
 class _Interface(paramiko.ServerInterface):
@@ -130,6 +163,14 @@ class _Interface(paramiko.ServerInterface):
         request.ready.set()
         return True
 
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        if self.user is None or not super().check_channel_subsystem_request(channel, name):
+            return False
+        request = self.request(channel.get_id())
+        request.subsystem = name
+        request.ready.set()
+        return True
+
 
 class _ChannelPort:
     def __init__(self, channel: paramiko.Channel) -> None:
@@ -170,7 +211,10 @@ class Server:
     def __init__(self, device: Any, host: str, port: int, login_grace_s: float = LOGIN_GRACE_S) -> None:
         self.device = device
         self.login_grace_s = login_grace_s
-        self.host_key = paramiko.ECDSAKey.generate()  # a fresh host key every start
+        self.host_key = paramiko.ECDSAKey.generate()  # fresh host keys every start
+        self.host_keys = [self.host_key, _ed25519_host_key()]
+        if setting(device, "ssh_weak_algorithms"):  # RSA, able to sign with SHA-1 too
+            self.host_keys.append(_RSAKeySHA1(key=paramiko.RSAKey.generate(2048).key))
         digest = hashlib.sha256(self.host_key.asbytes()).digest()
         self.fingerprint = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
         self._listener = socket.create_server((host, port), backlog=64)
@@ -181,7 +225,21 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._transports: set[paramiko.Transport] = set()
         self._connections = 0
+        if isinstance(getattr(device, "restart_hooks", None), list):
+            device.restart_hooks.append(self._restart_hook)
         self._spawn(self._accept_loop, "simplc-ssh-accept")
+
+    def _restart_hook(self) -> Any:
+        """The connections open now, to close once a restart or purge has answered."""
+        with self._lock:
+            transports = list(self._transports)
+
+        def close() -> None:
+            for transport in transports:
+                with contextlib.suppress(Exception):
+                    transport.close()
+
+        return close
 
     def close(self) -> None:
         self._closed.set()
@@ -254,12 +312,17 @@ class Server:
         transport.set_log_channel(_LOG)
         transport.local_version = SERVER_VERSION
         transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = self.login_grace_s
-        transport.add_server_key(self.host_key)
+        for key in self.host_keys:
+            transport.add_server_key(key)
         weak = bool(setting(self.device, "ssh_weak_algorithms"))
         options = transport.get_security_options()
         options.kex = STRONG["kex"] + (WEAK["kex"] if weak else ())
         options.ciphers = STRONG["ciphers"] + (WEAK["ciphers"] if weak else ())
         options.digests = STRONG["digests"] + (WEAK["digests"] if weak else ())
+        have = set(transport.server_key_dict)
+        options.key_types = tuple(k for k in STRONG["key_types"] + (WEAK["key_types"] if weak else ()) if k in have)
+        if hasattr(self.device, "files"):
+            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, DeviceSFTP, self.device)
         return transport
 
     def _connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
@@ -315,6 +378,10 @@ class Server:
                 if self._closed.is_set() or channel.closed or time.monotonic() > deadline:
                     return
             if interface.user is None:
+                return
+            if request.subsystem is not None:  # its own thread serves it: hold the channel until it closes
+                while not (channel.closed or self._closed.is_set() or self.device.fault == "reset"):
+                    time.sleep(POLL_S)
                 return
             user, port = interface.user, _ChannelPort(channel)
             if request.command is not None:

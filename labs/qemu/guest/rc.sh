@@ -29,6 +29,13 @@ if [ -n "$ZONE_MAC" ]; then  # a second NIC in a control zone behind a conduit (
     /sbin/ip addr add "$ZONE_ADDR" dev "$ZONE_IF"
     /sbin/ip route add 10.62.0.0/16 via "${ZONE_ADDR%.*}.1"
 fi
+for net in $NETS; do  # networks of its own (labs/qemu/netns.py SEGMENTS): "MAC=ADDRESS/24" each
+    for dev in /sys/class/net/*; do [ "$(cat "$dev/address")" = "${net%%=*}" ] && NET_IF=${dev##*/}; done
+    /sbin/ip link set "$NET_IF" up
+    /sbin/ip addr add "${net#*=}" dev "$NET_IF"
+done
+# Forwarding between its networks: the weak build routes (CR 5.1 fails), the hardened one does not.
+if [ "$PROFILE" = hardened ]; then echo 0 > /proc/sys/net/ipv4/ip_forward; else echo 1 > /proc/sys/net/ipv4/ip_forward; fi
 
 # Logging first, so that the services' start-up and every login attempt are recorded.
 if [ -n "$SYSLOG" ]; then syslogd -O /var/log/messages -L -R "$SYSLOG"; else syslogd -O /var/log/messages; fi
@@ -58,14 +65,22 @@ account required pam_faillock.so"
     SSHD="PermitRootLogin no
 MaxAuthTries $LOCK_DENY
 Banner /etc/issue.net
+KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512
+HostKeyAlgorithms ssh-ed25519
 Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes128-ctr
 MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,umac-128-etm@openssh.com"
 else
     rm -f /etc/issue /etc/issue.net
     AUTH="auth required pam_unix.so nodelay"
+    # legacy algorithms and a 1024-bit RSA host key (SHA-1 signatures), as an old firmware would keep them
     SSHD="PermitRootLogin yes
 MaxAuthTries 1000
-Banner none"
+Banner none
+HostKey /etc/ssh/ssh_host_rsa_key
+KexAlgorithms +diffie-hellman-group14-sha1,diffie-hellman-group1-sha1,diffie-hellman-group-exchange-sha1
+HostKeyAlgorithms +ssh-rsa
+Ciphers +aes128-cbc,aes256-cbc,3des-cbc
+MACs +hmac-sha1,hmac-sha1-etm@openssh.com"
 fi
 for service in sshd login; do
     cat > /etc/pam.d/$service <<EOF
@@ -89,6 +104,8 @@ $SSHD
 EOF
 
 /usr/sbin/sshd
+# The weak build also left a telnet login on (undeclared: CR 7.7; credentials in clear: CR 4.1).
+[ "$PROFILE" = hardened ] || telnetd -p 23 -l /bin/login
 # Modbus TCP on eth0 and RTU on ttyS1 at once; the CAN node joins when can0 comes up (below).
 PLCD="/usr/sbin/plcd -r /dev/ttyS1 -c can0"
 [ "$PROFILE" = hardened ] || PLCD="$PLCD -w"
