@@ -24,26 +24,10 @@ from contextlib import nullcontext
 import pytest
 from iec62443_harness.fixtures.monitor import EssentialFunctionAbsent
 from iec62443_harness.fixtures.outcomes import inconclusive, not_run
+from iec62443_harness.fixtures.sessions import lockout_account, unlocking_admin
 
 UNDECLARED_PROBE = 10  # failures tried when the target file declares no lockout policy
 MARGIN_S = 0.5
-
-
-def _lockout_account(target, *, unlocks_in_time: bool):  # type: ignore[no-untyped-def]
-    """The account to lock. When it is an administrator (a device with one account, given purposes [normal,
-    lockout_test]), the harness locks it only where the lock ends by itself in time: locked until an
-    administrator unlocks it, it could leave the device with no administrator, so it is not locked at all."""
-    accounts = target.accounts(purpose="lockout_test")
-    if not accounts:
-        not_run("the target file declares no account with purpose: lockout_test; the harness never locks an "
-                "account the run needs")
-    creds = accounts[0]
-    admins = target.accounts(role=target.spec.policies.administrator_role)
-    if creds in admins and not unlocks_in_time and all(a.username == creds.username for a in admins):
-        not_run(f"the lockout_test account {creds.username!r} is the only administrator and its lock would not end "
-                "by itself (no policies.lockout.unlock_after_s): the harness does not lock it; declare a second "
-                "account for the lockout tests")
-    return creds
 
 
 def _usable(login, creds, limit_s: float) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +61,7 @@ def _baseline(monitor) -> None:  # type: ignore[no-untyped-def]
 def test_account_locks_and_unlocks_in_time(target, login, evidence, essential_function):
     policy = target.spec.policies.lockout
     unlock_s = policy.unlock_after_s if policy and policy.unlock_after_s else None
-    creds = _lockout_account(target, unlocks_in_time=unlock_s is not None)
+    creds = lockout_account(target, unlocks_in_time=unlock_s is not None)
     _usable(login, creds, (unlock_s or 0) + MARGIN_S)
     threshold = policy.threshold if policy else UNDECLARED_PROBE
 
@@ -128,11 +112,10 @@ def _judge_unlock(login, creds, unlock_s: float, last_failure: float, locked_at:
 @pytest.mark.judges("CR 1.11", over=["ssh"], alternative="unlock")
 def test_administrator_unlocks(target, login, shell, evidence):
     policy = target.spec.policies.lockout
-    creds = _lockout_account(target, unlocks_in_time=bool(policy and policy.unlock_after_s))
+    creds = lockout_account(target, unlocks_in_time=bool(policy and policy.unlock_after_s))
     if policy is None or policy.admin_unlock is None:
         not_run("the target file declares no administrator unlock (policies.lockout.admin_unlock)")
-    admin = next((a for a in target.accounts(role=target.spec.policies.administrator_role)
-                  if "normal" in a.purposes and a.username != creds.username), None)
+    admin = unlocking_admin(target, creds)
     if admin is None:
         not_run("the target file declares no administrator account other than the one to lock, to unlock it with")
     _usable(login, creds, (policy.unlock_after_s or 0) + MARGIN_S)
