@@ -359,7 +359,8 @@ def test_a_real_device_names_its_files_before_the_run(tmp_path: Path) -> None:
     del data["emulator"]
     for name, address in {"modbus_tcp": {"host": "127.0.0.1", "port": 1502}, "modbus_rtu": {"url": "/dev/null"},
                           "can": {"channel": "/dev/null"}, "ssh": {"host": "127.0.0.1", "port": 1022},
-                          "console": {"url": "/dev/null"}}.items():
+                          "console": {"url": "/dev/null"},
+                          "https": {"base_url": "https://127.0.0.1:1443"}}.items():
         data["interfaces"][name].update(address)
     target = tmp_path / "device.yaml"
     target.write_text(yaml.safe_dump(data))
