@@ -5,13 +5,16 @@
 Prints, interleaved A B A B (pinned to one CPU with `taskset -c 0` when it is there; perf-notes: +-3 %
 that way, up to 3.7x apart otherwise):
 - A: the campaign's fuzzing with valid framing (hypothesis batches, the read and function groups, a probe
-  behind every case) against B: a plain `random` loop sending one valid-framed case at a time over one
-  socket and waiting for its reply. Target: A at least 50 % of B.
-- cases that get no reply (protocol id 1, which the device ignores) sent through the campaign's channel per
-  second: the probe behind each bounds the wait. Target: at least 1000/s.
+  behind every batch of cases) against B: a plain `random` loop sending one valid-framed case at a time over
+  one socket and waiting for its reply. Target: A at least 80 % of B.
+- cases that get no reply (protocol id 1, which the device ignores) sent through the campaign's `execute` per
+  second, with a probe behind each batch and, for comparison, behind each case: the probe bounds the wait.
+  Target: at least 1000/s.
 - boofuzz 0.4.2 with its default settings (except its web UI, left off) against the same server, when it is
   installed in a throwaway venv (`--boofuzz-venv`; never a dependency of the project).
-A figure-printing script, never a test: the machine is shared and noisy; compare ratios, not runs.
+The emulated target's rate cap is lifted for the benchmark (a campaign never sends faster than the target file
+allows; here the harness's own cost per case is measured). A figure-printing script, never a test: the machine
+is shared and noisy; compare ratios, not runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from iec62443_harness.evidence import Evidence  # noqa: E402
 from iec62443_harness.fixtures.fuzz.campaign import Campaign  # noqa: E402
+from iec62443_harness.fixtures.fuzz.channels import execute  # noqa: E402
 from iec62443_harness.fixtures.links.modbus import mbap  # noqa: E402
 from iec62443_harness.fixtures.target import TargetRun  # noqa: E402
 from iec62443_harness.target import Budget, find_target_file, load_target  # noqa: E402
@@ -92,21 +97,24 @@ def random_loop(host: str, port: int, seconds: float, seed: int) -> float:
     return sent / (time.monotonic() - start)
 
 
-def no_reply_rate(run: TargetRun, seconds: float, seed: int) -> tuple[float, float]:
-    """(cases a second, share without a reply) for frames the device ignores (protocol id 1)."""
+def no_reply_rate(run: TargetRun, seconds: float, seed: int, batches: bool) -> tuple[float, float]:
+    """(cases a second, share without a reply) for frames the device ignores (protocol id 1), through the
+    campaign's `execute`: 32 at a time, a probe behind each batch (`batches`) or behind each case."""
     rnd = random.Random(seed)
     channel = run.channel("modbus_tcp", Evidence())
-    sent = silent = 0
+    sent, replies = 0, Counter()
     start = time.monotonic()
     try:
         while time.monotonic() - start < seconds:
-            pdu = struct.pack(">BHH", 3, rnd.randrange(1 << 16), rnd.randrange(1, 126))
-            reply = channel.send(mbap(rnd.randrange(1 << 16), 1, pdu, protocol=1))
-            sent += 1
-            silent += reply.reply == "silence"
+            cases = [mbap(rnd.randrange(1 << 16), 1, struct.pack(">BHH", 3, rnd.randrange(1 << 16),
+                                                                   rnd.randrange(1, 126)), protocol=1)
+                     for _ in range(32)]
+            if execute(channel, cases, replies, batches=batches) is not None:
+                raise RuntimeError("the device stopped answering")
+            sent += len(cases)
     finally:
         channel.close()
-    return sent / (time.monotonic() - start), silent / max(sent, 1)
+    return sent / (time.monotonic() - start), replies["silence"] / max(sent, 1)
 
 
 def boofuzz_rate(venv: Path, host: str, port: int, seconds: float) -> str:
@@ -135,7 +143,11 @@ def main() -> None:
         os.environ["FUZZ_RATE_PINNED"] = "1"
         os.execvp("taskset", ["taskset", "-c", "0", sys.executable, *sys.argv])
     path = find_target_file("sim-plc-sl1")
-    run = TargetRun(path.stem, path, load_target(path))
+    spec = load_target(path)
+    # The target file's rate cap lifted (18,000/s of tokens otherwise): the figures measure the harness's own
+    # cost per case, as the plain loop (which knows no cap) does.
+    spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"max_rate_per_s": 1e6, "rates": {}})})
+    run = TargetRun(path.stem, path, spec)
     run.start()
     try:
         ep = run.spec.interfaces.modbus_tcp
@@ -146,9 +158,11 @@ def main() -> None:
             print(f"round {i + 1}: fuzzing with valid framing {fuzz[-1]:.0f} cases/s, plain random loop "
                   f"{plain[-1]:.0f} cases/s")
         a, b = statistics.median(fuzz), statistics.median(plain)
-        print(f"median: fuzzing {a:.0f}/s vs plain loop {b:.0f}/s = {a / b:.0%} (target >= 50 %)")
-        rate, silent = no_reply_rate(run, args.seconds, seed=99)
-        print(f"cases without a reply: {rate:.0f}/s ({silent:.0%} of them got none) (target >= 1000/s)")
+        print(f"median: fuzzing {a:.0f}/s vs plain loop {b:.0f}/s = {a / b:.0%} (target >= 80 %)")
+        for batches in (True, False):
+            rate, silent = no_reply_rate(run, args.seconds, seed=99, batches=batches)
+            how = "a probe behind each batch of 32" if batches else "a probe behind each case"
+            print(f"cases without a reply, {how}: {rate:.0f}/s ({silent:.0%} of them got none) (target >= 1000/s)")
         boofuzz = boofuzz_rate(args.boofuzz_venv, ep.host, ep.port, args.seconds)
         print(f"boofuzz 0.4.2, defaults (web UI off): {boofuzz}")
     finally:

@@ -31,6 +31,7 @@ from iec62443_harness.fixtures.audit import CONFIG, FAILURE, LOGIN, SUCCESS, Aud
 from iec62443_harness.fixtures.login import accepted, refused
 from iec62443_harness.fixtures.outcomes import inconclusive, not_run
 from iec62443_harness.fixtures.roles import allowed_account, current_register, harmless_args, temporary_user
+from iec62443_harness.fixtures.sessions import lockout_account, unlocking_admin
 from iec62443_harness.fixtures.target import Credentials
 
 MARGIN_S = 0.5
@@ -102,10 +103,10 @@ def cause_login_failed(target, shell, ssh, trail, evidence) -> list[Expected]:  
 
 
 def cause_lockout(target, shell, ssh, trail, evidence) -> list[Expected]:  # type: ignore[no-untyped-def]
-    creds = _lockout_account(target)
     policy = target.spec.policies.lockout
     if policy is None:
         not_run("the target file declares no lockout policy (policies.lockout), so no lockout is caused")
+    creds = lockout_account(target, unlocks_in_time=bool(policy.unlock_after_s))
     _usable(ssh, creds, _unlock_wait(target))
     for _ in range(policy.threshold):
         ssh.try_login(creds.username, _wrong())
@@ -115,7 +116,7 @@ def cause_lockout(target, shell, ssh, trail, evidence) -> list[Expected]:  # typ
         if accepted(after):
             not_run(f"{creds.username} does not lock after {policy.threshold} failed logins (CR 1.11 judges that)")
     finally:
-        admin = target.admin()
+        admin = unlocking_admin(target, creds)
         if policy.admin_unlock and admin is not None:
             shell.run(admin, policy.admin_unlock, user=creds.username)
         _usable(ssh, creds, _unlock_wait(target))

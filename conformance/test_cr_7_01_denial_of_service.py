@@ -2,7 +2,8 @@
 
 Judges CR 7.1 over modbus_tcp, modbus_rtu, can, console and ssh: rate-ramped storms on loopback (Modbus
 request floods and TCP connection storms, serial request floods, CAN bus load, console input floods, SSH
-connection storms), each rate for STEP_S, from a low rate up to the interface's cap (`safety.rates` /
+connection storms), each rate held for `safety.storms.step_s` (default: three periods of the essential
+function's signal, at least 2 s), from a low rate up to the interface's cap (`safety.rates` /
 `max_rate_per_s`; for serial lines and CAN, at most what the line or bus carries at its declared baud or bit
 rate), only with `safety.allow_floods`. The essential function is watched over another channel
 throughout and must survive every step (the device may drop what it cannot serve: a degraded mode); the
@@ -24,7 +25,7 @@ from contextlib import nullcontext
 
 import pytest
 from iec62443_harness.fixtures.drivers.errors import DriverError
-from iec62443_harness.fixtures.floods import POLL_S, STEP_S, STORMS, BackgroundStorm, ramp, storm, top_rate
+from iec62443_harness.fixtures.floods import POLL_S, STORMS, BackgroundStorm, ramp, step_seconds, storm, top_rate
 from iec62443_harness.fixtures.fuzz.watch import Watch, ready_for_attack
 from iec62443_harness.fixtures.links.modbus import PROBE_PDU
 from iec62443_harness.fixtures.outcomes import manual
@@ -42,12 +43,14 @@ def test_essential_function_survives_storms(target, interface, evidence):
     held: dict[str, float] = {}
     lost: str | None = None
     watch = Watch(target.registry, interface, evidence, [guard]) if spec.essential_function is not None else None
+    step_s, held_for = step_seconds(spec)
+    evidence.add("check", held_for)
     with watch if watch is not None else nullcontext():
         ready_for_attack(target, interface, watch, evidence)
         for kind, first in STORMS[interface]:
-            for rate in ramp(first, top_rate(spec, interface, kind)):
+            for rate in ramp(first, top_rate(spec, interface, kind), spec.safety.storms.ramp_factor):
                 try:
-                    step = storm(target.registry, interface, kind, guard, rate)
+                    step = storm(target.registry, interface, kind, guard, rate, step_s)
                 except HarmHalted as halted:
                     lost = f"{kind} at {rate:.0f}/s: {halted}"
                     break
@@ -60,7 +63,7 @@ def test_essential_function_survives_storms(target, interface, evidence):
                 break
         if watch is not None and lost is None and not watch.survives(time.monotonic()):
             lost = f"after the storms: {watch.lost or 'no transition'}"
-    summary = ", ".join(f"{kind} up to {rate:.0f}/s" for kind, rate in held.items()) or "no rate"
+    summary = ", ".join(f"{kind} up to {rate:.0f}/s, {step_s:g} s a rate" for kind, rate in held.items()) or "no rate"
     evidence.add("check", f"held{' with the essential function intact' if watch else ''}: {summary}")
     assert lost is None, f"essential function lost under a storm on {interface} ({lost}); held before: {summary}"
     channel = target.channel(interface, guard=target.registry.guard(interface))
@@ -109,12 +112,13 @@ def test_keeps_communicating_under_load(target, interface, evidence):
         ready_for_attack(target, interface, watch, evidence)
     kind, _ = STORMS[interface][0]
     rate = top_rate(spec, interface, kind)
+    step_s, held_for = step_seconds(spec)
     polls: list[bool] = []
     poll = _Poller(target, interface)
     try:
-        with BackgroundStorm(target.registry, interface, kind, storm_guard, rate) as background:
+        with BackgroundStorm(target.registry, interface, kind, storm_guard, rate, step_s) as background:
             time.sleep(0.1)  # let the storm build up
-            end = time.monotonic() + 2 * STEP_S
+            end = time.monotonic() + step_s
             while time.monotonic() < end:
                 asked = time.monotonic()
                 polls.append(poll())
@@ -125,7 +129,7 @@ def test_keeps_communicating_under_load(target, interface, evidence):
     answered = sum(polls) / len(polls) if polls else 0.0
     for step in steps:
         evidence.add("storm", step.line())
-    evidence.add("check", f"legitimate polls answered during the {kind} storm at {rate:.0f}/s (the polls share the "
-                          f"interface's cap): {sum(polls)}/{len(polls)}")
+    evidence.add("check", f"legitimate polls answered during the {kind} storm at {rate:.0f}/s for {step_s:g} s "
+                          f"({held_for}; the polls share the interface's cap): {sum(polls)}/{len(polls)}")
     assert answered >= MIN_ANSWERED, (f"under a {kind} storm at {rate:.0f}/s on {interface} only {answered:.0%} of a "
                                       f"legitimate client's polls were answered (at least {MIN_ANSWERED:.0%} needed)")

@@ -271,13 +271,23 @@ class Secret(str):
 EnvRef = Annotated[str, Field(pattern=_ENV_REF.pattern, description="${ENV_VAR}: never a literal secret")]
 
 
+Purpose = Literal["normal", "lockout_test", "password_test"]
+
+
 class Account(Strict):
     username: str
     password: EnvRef | None = None
     private_key_file: EnvRef | None = Field(None, description="${ENV_VAR} holding the path of a key file")
     role: str
-    purpose: Literal["normal", "lockout_test", "password_test"] = Field(
-        "normal", description="dedicated accounts the destructive credential tests may lock or change")
+    purpose: Purpose | list[Purpose] = Field(
+        "normal", description="dedicated accounts the destructive credential tests may lock or change; a list "
+        "when one account must serve several (a device with a single account: [normal, lockout_test] lets the "
+        "lockout tests lock the administrator, only where it unlocks by itself in time, never where only an "
+        "administrator could unlock it)")
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        return (self.purpose,) if isinstance(self.purpose, str) else tuple(self.purpose)
 
 
 # --- what the device claims: essential function, policies, services
@@ -308,18 +318,65 @@ class ConsoleLine(Strict):
     period_s: float = Field(gt=0)
 
 
-Signal = Annotated[CoilToggle | RegisterCounter | CanHeartbeat | ConsoleLine, Field(discriminator="kind")]
+class CommandOutput(Strict):
+    """A value in a command's output (ssh) that changes once a period, e.g. a cycle counter or an uptime."""
+
+    kind: Literal["command"] = "command"
+    command: str = Field(min_length=1, description="run over ssh as `account` each sample; changes nothing")
+    pattern: Regex = Field(description="regular expression whose first group (or whole match) is the value")
+    period_s: float = Field(gt=0, description="the value changes once per period")
+
+
+Signal = Annotated[CoilToggle | RegisterCounter | CanHeartbeat | ConsoleLine | CommandOutput,
+                   Field(discriminator="kind")]
+WatchVia = Literal["modbus_tcp", "modbus_rtu", "can", "console", "ssh"]
+
+
+class ModbusEndpoint(Strict):
+    """Another Modbus TCP address of the device (a second port, a second network card, a gateway in front of
+    it): watching there, the monitor does not share the attacked interface's connection or rate cap."""
+
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=255)
+    timeouts: Timeouts = Timeouts()
+
+
+class WatchedSignal(Strict):
+    """One more way to see the essential function: a signal over an interface (or a second Modbus endpoint)."""
+
+    via: WatchVia
+    signal: Signal
+    endpoint: ModbusEndpoint | None = Field(None, description="modbus_tcp only: read here instead of "
+                                            "interfaces.modbus_tcp")
+    account: str | None = Field(None, description="ssh only: the key of the account (in accounts) that runs the "
+                                "command; an ordinary one will do")
+    jitter_s: float | None = Field(None, gt=0, description="default: the essential function's")
+    max_gap_s: float | None = Field(None, gt=0, description="default: the essential function's")
 
 
 class EssentialFunction(Strict):
     description: str
     via: list[Literal["modbus_tcp", "modbus_rtu", "can", "console"]] = Field(
-        min_length=1, description="channels the monitor may watch, by preference; it takes the first one "
-        "that is not under attack")
+        min_length=1, description="channels the monitor may watch `signal` over, by preference; it takes the "
+        "first one that is not under attack")
     signal: Signal
+    also: list[WatchedSignal] = Field(default_factory=list, description="more signals, each over its own channel "
+                                      "(a console or ssh command's output, a CAN heartbeat, a second Modbus "
+                                      "endpoint), tried after `via` when every one of those is under attack")
     jitter_s: float = Field(0.1, gt=0, description="tolerated deviation of each transition")
     min_within_jitter: float = Field(0.95, gt=0, le=1)
     max_gap_s: float = Field(gt=0, description="longest tolerated time without any expected transition")
+
+    def watched(self) -> list[WatchedSignal]:
+        """Every way to see the function, by preference: `signal` over each of `via`, then `also`."""
+        own = [WatchedSignal(via=v, signal=self.signal) for v in self.via]
+        return [*own, *self.also]
+
+    def seen_by(self, watched: WatchedSignal) -> EssentialFunction:
+        """The function as one watched signal shows it: that signal, with its own timing when it declares one."""
+        return self.model_copy(update={"signal": watched.signal, "max_gap_s": watched.max_gap_s or self.max_gap_s,
+                                       "jitter_s": watched.jitter_s or self.jitter_s, "also": []})
 
 
 class LockoutPolicy(Strict):
@@ -462,7 +519,21 @@ class SafeState(Strict):
 
 class Budget(Strict):
     examples: int = Field(2000, ge=1)
-    seconds: float = Field(30.0, gt=0)
+    seconds: float = Field(30.0, gt=0, description="time spent fuzzing, restorations after known failures included")
+    shrink_seconds: float | None = Field(None, gt=0, description="time the whole campaign may spend bringing its "
+                                         "findings down to minimal, verified inputs (default: twice `seconds`, at "
+                                         "least 15 s); a finding left when it is spent is reported as found")
+
+
+class Storms(Strict):
+    """CR 7.1's storms: how long each load level is held, and how the rate ramps up to the cap."""
+
+    step_s: float | None = Field(None, gt=0, le=600, description="each rate is held this long; default: `periods` "
+                                 "periods of the essential function's signal (a 1 s on / 2 s off coil: 3 s a period), "
+                                 "at least MIN_STEP_S; an emulated target may declare less to keep CI short")
+    periods: float = Field(3.0, gt=0, le=100, description="periods of the signal each rate is held by default: "
+                           "enough for the monitor to see an effect that builds up")
+    ramp_factor: float = Field(8.0, gt=1, description="each rate of a ramp is this many times the one before")
 
 
 class Safety(Strict):
@@ -477,6 +548,7 @@ class Safety(Strict):
     max_rate_per_s: float = Field(50.0, gt=0, description="cap on requests per second, per interface")
     rates: dict[str, float] = Field(default_factory=dict, description="per-interface override of the cap")
     fuzz_budget: dict[str, Budget] = Field(default_factory=dict, description="per-interface fuzz budget")
+    storms: Storms = Storms()
 
     @field_validator("rates", "fuzz_budget")
     @classmethod
@@ -515,9 +587,18 @@ class Emulator(Strict):
 
 
 class Recovery(Strict):
+    """How a device that stopped answering (or lost its essential function) gets back to normal. The harness
+    needs it before a test after a fault, and between fuzz cases: a failure is shrunk and verified only on a
+    device brought back to normal, and a campaign goes on after a finding only once the device is back."""
+
     command: str | None = Field(None, description="command that restores the device, e.g. a power cycle; "
                                 "${VAR} references are resolved (and redacted) at run time")
-    wait_s: float = Field(10.0, gt=0, le=600)
+    wait_s: float = Field(10.0, gt=0, le=600, description="how long the device may take to answer after the "
+                          "command (or an emulator's restart) returned")
+    self_recovery_s: float | None = Field(
+        None, gt=0, le=600, description="the device comes back by itself within this long (a watchdog restart, a "
+        "listener that backs off, a task that resumes): the harness waits up to this long for it to answer again "
+        "(and its essential function to run) before it runs `command`, or gives up when there is none")
 
 
 class Syslog(Strict):
@@ -884,14 +965,28 @@ class TargetSpec(Strict):
         for via in ef.via if ef else ():
             if getattr(self.interfaces, via) is None:
                 raise ValueError(f"essential_function.via names {via!r}, which interfaces does not declare")
+        for i, watched in enumerate(ef.also if ef else ()):
+            self._check_watched(f"essential_function.also[{i}]", watched)
         return self
+
+    def _check_watched(self, where: str, watched: WatchedSignal) -> None:
+        kind, via = watched.signal.kind, watched.via
+        carriers = {"coil": ("modbus_tcp", "modbus_rtu"), "counter": ("modbus_tcp", "modbus_rtu"),
+                    "can_heartbeat": ("can",), "console_line": ("console",), "command": ("ssh",)}[kind]
+        if via not in carriers:
+            raise ValueError(f"{where}: a {kind} signal is seen over {' or '.join(carriers)}, not {via}")
+        if watched.endpoint is None and getattr(self.interfaces, via) is None:
+            raise ValueError(f"{where}.via names {via!r}, which interfaces does not declare")
+        if watched.endpoint is not None and via != "modbus_tcp":
+            raise ValueError(f"{where}.endpoint is for modbus_tcp only")
+        if kind == "command" and (watched.account is None or watched.account not in self.accounts):
+            raise ValueError(f"{where}: a command signal needs `account`, the key of an account in accounts")
 
     @property
     def sl_t(self) -> dict[str, int]:
         """SL-T per FR (FR1..FR7), whichever way the target file gave it."""
         level = self.security_level
         return {fr: level[fr] for fr in FR_NAMES} if isinstance(level, dict) else dict.fromkeys(FR_NAMES, level)
-
 
     @model_validator(mode="after")
     def _assurance_interfaces(self) -> TargetSpec:

@@ -29,7 +29,8 @@ class Verdict(StrEnum):
 
 # When several tests judge one row, the row takes the first of these that any of them has: a single
 # failure decides; an inconclusive part (error, not run) keeps the row from passing; manual work still
-# pending keeps it from passing; a countermeasure is a weaker claim than a plain pass.
+# pending keeps it from passing; a countermeasure is a weaker claim than a plain pass. (A part not run
+# beside parts that passed makes the row MANUAL, not NOT_RUN: see judge_row.)
 PRECEDENCE = (Verdict.FAIL, Verdict.ERROR, Verdict.NOT_RUN, Verdict.MANUAL, Verdict.COMPENSATED,
               Verdict.PASS, Verdict.NA)
 
@@ -48,6 +49,10 @@ class Outcome:
     interface: str | None = None
     evidence: tuple[str, ...] = ()
     checklist: tuple[str, ...] = ()  # what a human must check, for MANUAL outcomes
+    # Tests of a row sharing a name here are alternatives (the standard's "or": lock-out for a time *or* until an
+    # administrator unlocks): over one interface, one of them passing is enough, and the others' not-run,
+    # n/a or manual end is set aside (named in the row's reason). A failure or an error always counts.
+    alternative: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,11 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
 
     `component_type` is 'SAR', 'EDR', 'HDR' or 'NDR'. `countermeasures` maps a row id (or
     'row id|interface') to the justification a target file gives for it; a failure it covers becomes
-    COMPENSATED.
+    COMPENSATED. Alternatives (`Outcome.alternative`) are honoured: one that passed over an interface sets
+    aside the others' not-run, n/a or manual end there. What was not exercised never vanishes: a row whose
+    exercised parts all passed but where something was not run is MANUAL (partly exercised: a human covers
+    the rest, or a rerun that allows it), and its reason names what was and was not exercised; a row where
+    nothing was exercised stays NOT_RUN.
     """
     outs = tuple(outcomes)
     if not row.has_requirement:
@@ -100,11 +109,17 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
             out = replace(out, verdict=Verdict.COMPENSATED,
                           reason=f"{seen}compensating countermeasure: {justification}")
         adjusted.append(out)
+    aside, notes = _set_aside(adjusted)
+    kept = [o for i, o in enumerate(adjusted) if i not in aside]
+    verdicts = {o.verdict for o in kept}
+    if Verdict.NOT_RUN in verdicts and not verdicts & {Verdict.FAIL, Verdict.ERROR}:
+        return _not_exercised(row, adjusted, aside, notes)
     for verdict in PRECEDENCE:
-        deciding = [o for o in adjusted if o.verdict is verdict]
+        deciding = [o for o in kept if o.verdict is verdict]
         if deciding:
             if verdict is Verdict.COMPENSATED:  # each observation and each justification once, however many
-                direct = [o.reason for o, orig in zip(adjusted, outs, strict=True) if orig.verdict is verdict]
+                direct = [o.reason for o, orig in zip(adjusted, outs, strict=True)
+                          if orig.verdict is verdict and o in kept]
                 reasons = [*dict.fromkeys(filter(None, [*direct, *observed])),
                            *(f"compensating countermeasure: {j}" for j in justifications)]
             else:
@@ -113,8 +128,56 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
                 # n/a only on the target file's word (e.g. an interface it does not declare): a human confirms
                 verdict = Verdict.MANUAL
                 reasons = [f"n/a by the target file's declaration, to be confirmed: {'; '.join(reasons)}"]
-            return RowResult(row, verdict, "; ".join(reasons), tuple(adjusted))
+            return RowResult(row, verdict, "; ".join([*reasons, *notes]), tuple(adjusted))
     raise AssertionError(f"outcome verdicts outside PRECEDENCE: {[o.verdict for o in adjusted]}")
+
+
+_SET_ASIDE = frozenset({Verdict.NOT_RUN, Verdict.NA, Verdict.MANUAL})
+_EXERCISED = frozenset({Verdict.PASS, Verdict.COMPENSATED})
+
+
+def _where(out: Outcome) -> str:
+    """A test as a row's reason names it: its function and interface."""
+    name = out.test.rpartition("::")[2].partition("[")[0] or out.test
+    return f"{name} over {out.interface}" if out.interface else name
+
+
+def _set_aside(outs: list[Outcome]) -> tuple[set[int], list[str]]:
+    """The outcomes an alternative that passed over the same interface makes unnecessary, and the notes that
+    say so in the row's reason."""
+    passed: dict[tuple[str, str | None], Outcome] = {}
+    for out in outs:
+        if out.alternative and out.verdict in _EXERCISED:
+            passed.setdefault((out.alternative, out.interface), out)
+    aside, notes = set(), []
+    for i, out in enumerate(outs):
+        sufficient = passed.get((out.alternative, out.interface)) if out.alternative else None
+        if sufficient is not None and out.verdict in _SET_ASIDE:
+            aside.add(i)
+            why = f" ({out.reason})" if out.reason else ""
+            notes.append(f"{_where(out)} ended {out.verdict}{why}, not needed: its alternative "
+                         f"{_where(sufficient)} passed")
+    return aside, list(dict.fromkeys(notes))
+
+
+def _not_exercised(row: Row, outs: list[Outcome], aside: set[int], notes: list[str]) -> RowResult:
+    """A row with parts not run and no failure or error: MANUAL when something else was exercised and passed
+    (what was not is named, with a checklist item on each test not run), else NOT_RUN."""
+    kept = [(i, o) for i, o in enumerate(outs) if i not in aside]
+    missing = [o for _, o in kept if o.verdict is Verdict.NOT_RUN]
+    gaps = list(dict.fromkeys(f"{_where(o)}: {o.reason or 'not run'}" for o in missing))
+    exercised = list(dict.fromkeys(_where(o) for _, o in kept if o.verdict in _EXERCISED))
+    if not exercised:
+        return RowResult(row, Verdict.NOT_RUN, "; ".join([f"nothing exercised: {'; '.join(gaps)}", *notes]),
+                         tuple(outs))
+    pending = list(dict.fromkeys(o.reason for _, o in kept if o.verdict is Verdict.MANUAL and o.reason))
+    reason = (f"partly exercised: all that was exercised passed ({', '.join(exercised)}); not exercised: "
+              f"{'; '.join(gaps)}")
+    marked = tuple(
+        replace(o, checklist=(*o.checklist, f"Not exercised by the harness ({o.reason or 'not run'}): check it "
+                                            "by hand, or allow it in the target file and rerun"))
+        if i not in aside and o.verdict is Verdict.NOT_RUN else o for i, o in enumerate(outs))
+    return RowResult(row, Verdict.MANUAL, "; ".join([reason, *pending, *notes]), marked)
 
 
 def sl_capability(results: Iterable[RowResult], *, accept_manual: bool = False) -> dict[str, int]:

@@ -39,17 +39,23 @@ def _crash(case: bytes) -> bool:
     return len(pdu) == 5 and pdu[0] == 3 and pdu[3:5] == b"\0\0"
 
 
-class FakeDevice:
-    """A device that answers at once; `defect` either stops its interface or stalls its control task."""
+def _crash_coils(case: bytes) -> bool:
+    """Another simulated listener defect, rarer: a coil read of more than 2000 coils."""
+    pdu = case[7:]
+    return len(pdu) == 5 and pdu[0] == 1 and int.from_bytes(pdu[3:5], "big") > 2000
 
-    def __init__(self, defect: str) -> None:
-        self.defect, self.dead, self.stalled, self.received = defect, False, False, 0
+
+class FakeDevice:
+    """A device that answers at once; each of `defects` either stops its interface or stalls its control task."""
+
+    def __init__(self, *defects: str) -> None:
+        self.defects, self.dead, self.stalled, self.received = defects, False, False, 0
 
     def receive(self, case: bytes) -> Sent:
         self.received += 1
-        if self.defect == "crash" and _crash(case):
+        if ("crash" in self.defects and _crash(case)) or ("crash_coils" in self.defects and _crash_coils(case)):
             self.dead = True
-        if self.defect == "stall" and _stall(case):
+        if "stall" in self.defects and _stall(case):
             self.stalled = True
         return Sent("reply", not self.dead)
 
@@ -103,19 +109,19 @@ def fake(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """A target whose device, channel and watch are simulated; `fake(defect)` gives (target, device)."""
     path = find_target_file("sim-plc")
 
-    def make(defect: str):  # type: ignore[no-untyped-def]
-        device = FakeDevice(defect)
+    def make(*defects: str):  # type: ignore[no-untyped-def]
+        device = FakeDevice(*defects)
         spec = load_target(path)
         target = SimpleNamespace(name="sim-plc", path=path, spec=spec, registry=Registry(spec), emulator=object(),
-                                 health=None, recoveries=0)
+                                 recoveries=0)
         target.guard = lambda interface, fresh=False: target.registry.guard(interface)
         target.channel = lambda *a, **k: FakeChannel(device)
 
-        def recover() -> None:
+        def recover(**_: object) -> None:
             target.recoveries += 1
             device.dead = device.stalled = False
 
-        target._recover = recover
+        target.health = SimpleNamespace(restore=recover, can_restore=True)
         monkeypatch.setattr(campaign_module, "Watch", lambda *a, **k: FakeWatch(device))
         monkeypatch.setattr(campaign_module, "ready_for_attack", lambda *a, **k: None)
         monkeypatch.setattr(iec62443_harness.fixtures.health, "liveness", lambda registry, timeout=1.0: (True, "ok"))
@@ -146,17 +152,31 @@ def test_fuzzing_not_allowed_by_the_target_file_is_not_run() -> None:
         Campaign(target, "modbus_tcp", Evidence(), budget=Budget(examples=1, seconds=1), seed=1).run()
 
 
-def test_an_immediate_failure_is_shrunk_by_hypothesis_and_verified(fake) -> None:  # type: ignore[no-untyped-def]
+def test_an_immediate_failure_is_shrunk_and_verified(fake) -> None:  # type: ignore[no-untyped-def]
     target, device = fake("crash")
     result = Campaign(target, "modbus_tcp", Evidence(), budget=Budget(examples=200, seconds=5), seed=SEED,
                       groups=["read"]).run()
     assert len(result.findings) == 1
     finding = result.findings[0]
-    assert finding.kind == STOPPED and finding.reproduced is True and finding.shrunk_by.startswith("hypothesis")
-    assert [c.hex() for c in finding.cases] == ["000000000006010300000000"]
+    assert finding.kind == STOPPED and finding.reproduced is True and "alone" in finding.shrunk_by
+    assert [c.hex() for c in finding.cases] == ["000000000006010300000000"]  # the plainest: tid and address 0
+    assert finding.signature == "function 0x03" and finding.hits >= 1
     command = finding.replay_command("sim-plc")
     assert command is not None and shlex.split(command)[-1] == "000000000006010300000000"
     assert "--expect stops-answering" in command
+
+
+def test_a_group_goes_on_after_a_finding_and_reports_each_signature_once(fake) -> None:  # type: ignore[no-untyped-def]
+    """Two listener defects in one group: the frequent one is triaged once, counted after that and no longer
+    sent; the rarer one is found behind it."""
+    target, device = fake("crash", "crash_coils")
+    result = Campaign(target, "modbus_tcp", Evidence(), budget=Budget(examples=400, seconds=5), seed=SEED,
+                      groups=["read"]).run()
+    by_signature = {f.signature: f for f in result.findings}
+    assert set(by_signature) == {"function 0x03", "function 0x01"}, result.summary()
+    assert all(f.reproduced and len(f.cases) == 1 for f in result.findings)
+    assert _crash(by_signature["function 0x03"].cases[0]) and _crash_coils(by_signature["function 0x01"].cases[0])
+    assert result.examples > 20  # it went on fuzzing after both
 
 
 def test_a_failure_of_a_kind_not_judged_is_reported_unshrunk(fake) -> None:  # type: ignore[no-untyped-def]

@@ -471,7 +471,7 @@ def test_monitor_for_watches_a_channel_not_under_attack() -> None:
     assert monitor_for(Registry(target), Evidence(), attacked=["modbus_rtu", "can"]).via == "modbus_tcp"
     evidence = Evidence()
     assert monitor_for(Registry(target), evidence, attacked=["modbus_rtu", "modbus_tcp"]).via == "modbus_rtu"
-    assert "every channel of the essential function is under attack" in evidence.lines()[0]
+    assert "the monitor shares the attacked channel" in evidence.lines()[0]
 
 
 def test_monitor_for_refuses_what_it_cannot_watch() -> None:

@@ -36,6 +36,7 @@ safety:
   allow_fuzzing: true
   allow_floods: true
   max_rate_per_s: {cap}
+  storms: {{step_s: 1.0}}
   fuzz_budget: {{modbus_tcp: {{examples: 200, seconds: 3}}}}
 """
 

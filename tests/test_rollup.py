@@ -28,8 +28,8 @@ def out(verdict: Verdict, reason: str = "", interface: str | None = None, rows: 
     ([V.PASS, V.ERROR], V.ERROR),
     ([V.ERROR, V.FAIL], V.FAIL),
     ([V.NOT_RUN, V.ERROR], V.ERROR),
-    ([V.PASS, V.NOT_RUN], V.NOT_RUN),
     ([V.MANUAL, V.NOT_RUN], V.NOT_RUN),
+    ([V.NA, V.NOT_RUN], V.NOT_RUN),
     ([V.PASS, V.MANUAL], V.MANUAL),
     ([V.MANUAL, V.COMPENSATED], V.MANUAL),
     ([V.COMPENSATED, V.PASS], V.COMPENSATED),
@@ -41,7 +41,60 @@ def test_precedence_over_several_outcomes(verdicts: list[Verdict], expected: Ver
     res = judge_row(row(), [out(v, test=f"t{i}") for i, v in enumerate(verdicts)], "EDR")
     assert res.verdict is expected
     assert len(res.tests) == len(verdicts)
-    assert res.reason == str(expected)  # the deciding outcomes' reasons, deduplicated
+    if expected is V.NOT_RUN:  # nothing exercised: said so, with each test not run and why
+        assert res.reason.startswith("nothing exercised: ") and "not-run" in res.reason
+    else:
+        assert res.reason == str(expected)  # the deciding outcomes' reasons, deduplicated
+
+
+def alt(verdict: Verdict, test: str, interface: str, alternative: str = "", reason: str = "") -> Outcome:
+    return Outcome(test=f"conformance/m.py::{test}[t-{interface}]", rows=("CR 9.9",), verdict=verdict,
+                   reason=reason, interface=interface, alternative=alternative)
+
+
+def test_a_part_not_run_beside_passes_is_partly_exercised_not_a_pass() -> None:
+    """All that was exercised passed, one interface could not be: MANUAL (blocks SL-C until a human covers the
+    gap), and the reason says what was exercised and what was not, and why."""
+    outs = [alt(V.PASS, "test_a", "modbus_tcp"), alt(V.PASS, "test_a", "modbus_rtu"),
+            alt(V.NOT_RUN, "test_b", "ssh", reason="no normal account besides the administrator")]
+    res = judge_row(row(), outs, "EDR")
+    assert res.verdict is V.MANUAL
+    assert res.reason == ("partly exercised: all that was exercised passed (test_a over modbus_tcp, test_a over "
+                          "modbus_rtu); not exercised: test_b over ssh: no normal account besides the administrator")
+    assert [t.verdict for t in res.tests] == [V.PASS, V.PASS, V.NOT_RUN]  # each test keeps its own verdict
+    assert "check it by hand" in res.tests[2].checklist[-1] and not res.tests[0].checklist
+    assert sl_capability([res]) == {**dict.fromkeys(FRS, 4), "FR1": 0}
+    assert sl_capability([res], accept_manual=True) == dict.fromkeys(FRS, 4)
+
+
+@pytest.mark.parametrize(("outcomes", "expected", "in_reason"), [
+    # the standard's "or": one alternative passed over ssh, the other not run there: met
+    ([alt(V.PASS, "test_time", "ssh", "unlock"), alt(V.PASS, "test_time", "console", "unlock"),
+      alt(V.NOT_RUN, "test_admin", "ssh", "unlock", "unlock needs root")],
+     V.PASS, "test_admin over ssh ended not-run (unlock needs root), not needed: its alternative test_time over "
+             "ssh passed"),
+    # either alternative will do
+    ([alt(V.NOT_RUN, "test_time", "ssh", "unlock", "no unlock_after_s"), alt(V.PASS, "test_admin", "ssh", "unlock")],
+     V.PASS, "not needed: its alternative test_admin over ssh passed"),
+    # alternatives count per interface: over the console nothing passed
+    ([alt(V.PASS, "test_admin", "ssh", "unlock"), alt(V.NOT_RUN, "test_time", "console", "unlock", "locked")],
+     V.MANUAL, "not exercised: test_time over console: locked"),
+    # a failure of an alternative is an observation: it still decides
+    ([alt(V.PASS, "test_admin", "ssh", "unlock"), alt(V.FAIL, "test_time", "ssh", "unlock", "unlocked early")],
+     V.FAIL, "unlocked early"),
+    # and so does an error: the harness broke on it
+    ([alt(V.PASS, "test_admin", "ssh", "unlock"), alt(V.ERROR, "test_time", "ssh", "unlock", "timeout")],
+     V.ERROR, "timeout"),
+    # no alternative passed: nothing exercised
+    ([alt(V.NOT_RUN, "test_admin", "ssh", "unlock", "a"), alt(V.NOT_RUN, "test_time", "ssh", "unlock", "b")],
+     V.NOT_RUN, "nothing exercised: test_admin over ssh: a; test_time over ssh: b"),
+    # tests that are not alternatives are all needed
+    ([alt(V.PASS, "test_admin", "ssh"), alt(V.NOT_RUN, "test_time", "ssh", reason="b")], V.MANUAL, "partly exercised"),
+])
+def test_alternatives(outcomes: list[Outcome], expected: Verdict, in_reason: str) -> None:
+    res = judge_row(row(), outcomes, "EDR")
+    assert res.verdict is expected, res.reason
+    assert in_reason in res.reason
 
 
 def test_reason_joins_the_deciding_outcomes_only() -> None:

@@ -107,8 +107,9 @@ def pytest_configure(config: pytest.Config) -> None:
     names = config.getoption("target") or config.getini("iec62443_target")
     if not names:
         return  # not asked for: other projects in this environment see no fixture, no hook doing anything
-    config.addinivalue_line("markers", "judges(*ids, over=None): catalogue rows this test judges, and the "
-                            "interfaces it runs over")
+    config.addinivalue_line("markers", "judges(*ids, over=None, alternative=None): catalogue rows this test "
+                            "judges, the interfaces it runs over, and the alternative (the standard's 'or') it is "
+                            "one side of")
     search = search_path(config.getoption("targets_dir") or config.getini("iec62443_targets_dir") or None,
                          config.invocation_params.dir)
     targets: dict[str, LoadedTarget] = {}
@@ -264,6 +265,9 @@ def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark) -> str | Non
         return str(exc)
     if "_target" not in metafunc.fixturenames:
         return f"{where} judges rows but uses no `target` (or driver) fixture: a verdict needs a device"
+    alternative = marker.kwargs.get("alternative")
+    if alternative is not None and (not isinstance(alternative, str) or not alternative):
+        return f"{where}: alternative= takes a name shared by the tests that are alternatives for the row"
     over = marker.kwargs.get("over")
     if over is not None and not isinstance(over, list | tuple):
         return f"{where}: over= takes a list of interfaces, e.g. over=[{over!r}]"
@@ -279,6 +283,12 @@ def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark) -> str | Non
 def _rows(item: pytest.Item) -> tuple[str, ...]:
     marker = item.get_closest_marker("judges")
     return tuple(marker.args) if marker else ()
+
+
+def _alternative(item: pytest.Item) -> str:
+    """The judges marker's `alternative=`: the name of the standard's "or" this test is one side of."""
+    marker = item.get_closest_marker("judges")
+    return str(marker.kwargs.get("alternative", "")) if marker else ""
 
 
 def _test_id(item: pytest.Item) -> str:
@@ -342,7 +352,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         callspec = getattr(item, "callspec", None)
         outcome = Outcome(test=_test_id(item), rows=rows, verdict=verdict, reason=reason,
                           interface=callspec.params.get("interface") if callspec else None,
-                          evidence=tuple(ev.lines()) if ev else (), checklist=checklist)
+                          evidence=tuple(ev.lines()) if ev else (), checklist=checklist,
+                          alternative=_alternative(item))
         duration = sum(d for d in item.stash.setdefault(_DURATIONS, []))  # setup + call + teardown
         _record(item.config, _target_of(item), outcome, duration=duration + report.duration)
         item.stash[_RECORDED] = True

@@ -81,6 +81,7 @@ class ResultsWriter:
         self._append({"type": "outcome", "test": outcome.test, "rows": list(outcome.rows),
                       "verdict": str(outcome.verdict), "reason": outcome.reason, "interface": outcome.interface,
                       "evidence": list(outcome.evidence), "checklist": list(outcome.checklist),
+                      "alternative": outcome.alternative,
                       "duration_s": round(float(duration_s), 3), "ended": now_iso()})
 
     def end(self, exit_status: int, unreached: int = 0, signal: str | None = None) -> None:
@@ -132,7 +133,8 @@ def _outcome(rec: dict[str, Any], where: str) -> tuple[Outcome, Timing]:
     outcome = Outcome(test=test, rows=_strings(rec.get("rows"), "'rows'", where), verdict=verdict,
                       reason=reason, interface=interface,
                       evidence=_strings(rec.get("evidence", []), "'evidence'", where),
-                      checklist=_strings(rec.get("checklist", []), "'checklist'", where))
+                      checklist=_strings(rec.get("checklist", []), "'checklist'", where),
+                      alternative=str(rec.get("alternative") or ""))
     duration = rec.get("duration_s")
     return outcome, Timing(float(duration) if isinstance(duration, int | float) else None, rec.get("ended"))
 
