@@ -148,6 +148,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(problem)
         _lock_targets(state, list(targets))  # the controller holds each real device's lock for all its workers
     _catch_sigterm(state)
+    from iec62443_harness.plugin import live
+
+    live.start(config)  # fixtures.progress: a live line on a terminal, summaries into the test reports
     config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
     if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
         # No test paths given and no testpaths configured (a lab's own folder, or a target path that moved
@@ -568,7 +571,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """An xdist worker runs whole targets (harness.plugin.xdist): it writes the run folder of each target it was
     given, from that target's first test on, and no other."""
     state = _state(item.config)
-    if state is None or state.role != "worker":
+    if state is None:
+        return
+    from iec62443_harness.plugin import live
+
+    live.current(item.config, item)
+    if state.role != "worker":
         return
     name = _target_of(item)
     if name is not None and state.targets[name].writer is None:
@@ -704,6 +712,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = _state(config)
     if state is None:
         return
+    from iec62443_harness.plugin import live
+
+    live.stop(config)
     for lock in state.locks:  # after sessionfinish wrote every report
         lock.release()
     state.locks.clear()
