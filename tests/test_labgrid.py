@@ -1,0 +1,160 @@
+"""A suite run through a labgrid place: a real labgrid coordinator and exporter on 127.0.0.1 export the emulated
+PLC's Modbus TCP endpoint; the harness acquires the place for the run (locked during it), takes the address from
+the place, and the place is free afterwards, also after kill -9 of the harness (its watchdog releases it).
+
+labgrid is installed apart from the harness (its pyserial fork would replace pyserial in .venv): from $LG_CLIENT's
+folder when set, else a venv made once at .venv/labgrid (`pip install labgrid==26.*`, what the README says).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from iec62443_harness import labs
+from iec62443_harness.errors import HarnessError
+from iec62443_harness.labgrid import Place, Resource, endpoints, parse_show
+
+from tests.support import end_process, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+LABGRID_VENV = ROOT / ".venv" / "labgrid"
+SUITE = "conformance/test_cr_3_05_input_validation.py"
+
+
+def _labgrid_bin() -> Path:
+    if os.environ.get("LG_CLIENT"):
+        return Path(os.environ["LG_CLIENT"]).parent
+    if not (LABGRID_VENV / "bin" / "labgrid-client").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LABGRID_VENV)], check=True, timeout=120)
+        subprocess.run([str(LABGRID_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                        "labgrid==26.*"], check=True, timeout=600)
+    return LABGRID_VENV / "bin"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The emulated PLC, a coordinator and an exporter exporting its Modbus TCP endpoint, and a place on it."""
+    bindir = _labgrid_bin()
+    work = tmp_path_factory.mktemp("labgrid")
+    plc = labs.start("simplc", "sl2")
+    procs: list[subprocess.Popen] = []
+    try:
+        mb = plc.endpoints["modbus_tcp"]  # its own address: loopback here, a namespace's address elsewhere
+        coordinator = f"127.0.0.1:{free_port()}"
+        procs.append(subprocess.Popen([str(bindir / "labgrid-coordinator"), "-l", coordinator], cwd=work,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        (work / "exporter.yaml").write_text(textwrap.dedent(f"""\
+            plc:
+              modbus_tcp:
+                cls: NetworkService
+                address: "{mb['host']}"
+                port: {mb['port']}
+                username: modbus
+            """))
+        client = [str(bindir / "labgrid-client"), "-x", coordinator]
+        place = f"plc-{os.getpid()}"
+
+        def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+            return subprocess.run([*client, *args], capture_output=True, text=True, timeout=30, check=check)
+
+        assert wait_for(lambda: run("places", check=False).returncode == 0, 30) is not None, "coordinator down"
+        procs.append(subprocess.Popen([str(bindir / "labgrid-exporter"), "-c", coordinator, "-n", "bench1",
+                                       str(work / "exporter.yaml")], cwd=work, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        assert wait_for(lambda: "bench1/plc/NetworkService" in run("resources", check=False).stdout, 30) is not None
+        run("-p", place, "create")
+        run("-p", place, "add-match", "bench1/plc/NetworkService/modbus_tcp")
+        target = work / "lab-plc.yaml"
+        target.write_text(textwrap.dedent(f"""\
+            schema_version: 1
+            identity: {{vendor: Open 62443 Lab, model: SimPLC, firmware: "2.3.1"}}
+            component_type: embedded_device
+            security_level: 2
+            labgrid: {{place: {place}, coordinator: "{coordinator}", client: "{bindir / 'labgrid-client'}"}}
+            interfaces:
+              modbus_tcp: {{unit_id: 1, timeouts: {{connect_s: 1.0, reply_s: 0.5}}}}
+            safety:
+              allow_fuzzing: true
+              max_rate_per_s: 20000
+              fuzz_budget: {{modbus_tcp: {{examples: 400, seconds: 3}}}}
+            """))
+        yield {"place": place, "run": run, "target": target, "work": work, "client": client,
+               "coordinator": coordinator, "bindir": bindir}
+    finally:
+        for proc in reversed(procs):
+            end_process(proc, 5)
+        plc.stop()
+
+
+def _holder(bench: dict) -> str | None:
+    return parse_show(bench["run"]("-p", bench["place"], "show").stdout)[0]
+
+
+def _harness(bench: dict, reports: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pytest", SUITE, "--target", str(bench["target"]),
+                             "--reports-dir", str(reports), "-k", "modbus_tcp", "-p", "no:cacheprovider", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_suite_runs_through_a_place_locked_during_the_run_and_free_after(bench: dict, tmp_path: Path) -> None:
+    assert _holder(bench) is None
+    proc = _harness(bench, tmp_path)
+    held = wait_for(lambda: _holder(bench) is not None or proc.poll() is not None, 60)
+    during = _holder(bench)
+    out, _ = proc.communicate(timeout=240)
+    assert held is not None and during is not None, out  # acquired while the suite ran
+    assert f"labgrid place {bench['place']} acquired (modbus_tcp NetworkService)" in out, out
+    assert _holder(bench) is None, out  # released at the end
+    run_dir = (tmp_path / "lab-plc" / "latest").resolve()
+    outcomes = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()[1:]]
+    fuzzed = [o for o in outcomes if o.get("type") == "outcome" and o["interface"] == "modbus_tcp"]
+    # the verdict came from the device reached at the place's address: it answered the fuzz campaign
+    assert fuzzed and fuzzed[0]["verdict"] in ("pass", "fail", "manual"), fuzzed
+    assert any("cases" in line for line in fuzzed[0]["evidence"]), fuzzed[0]["evidence"]
+
+
+def test_the_place_is_released_after_kill_9_of_the_harness(bench: dict, tmp_path: Path) -> None:
+    proc = _harness(bench, tmp_path, "--fuzz-seconds", "60")
+    try:
+        assert wait_for(lambda: _holder(bench) is not None, 60) is not None, "the harness never acquired the place"
+        time.sleep(1.0)  # into the campaign
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert wait_for(lambda: _holder(bench) is None, 30) is not None, "the place stayed acquired"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_a_taken_place_refuses_the_run_on_one_line(bench: dict, tmp_path: Path) -> None:
+    place = Place(bench["place"], coordinator=bench["coordinator"], client=str(bench["bindir"] / "labgrid-client"))
+    place.acquire()  # someone else's run (same user here: labgrid says "already acquired")
+    try:
+        with pytest.raises(HarnessError, match=f"labgrid place {bench['place']}: labgrid-client acquire failed"):
+            Place(bench["place"], coordinator=bench["coordinator"],
+                  client=str(bench["bindir"] / "labgrid-client")).acquire()
+    finally:
+        place.release()
+    assert _holder(bench) is None
+
+
+def test_resources_map_to_interface_addresses() -> None:
+    found = endpoints([Resource("modbus_tcp", "NetworkService", {"address": "10.62.0.2", "port": 502}),
+                       Resource("NetworkService", "NetworkService", {"address": "10.62.0.2", "port": 22}),
+                       Resource("https", "NetworkService", {"address": "fe80::1", "port": 8443}),
+                       Resource("NetworkSerialPort", "NetworkSerialPort", {"host": "bench1", "port": 3001}),
+                       Resource("modbus_rtu", "NetworkSerialPort", {"host": "bench1", "port": 3002,
+                                                                    "protocol": "raw"})])
+    assert found == {"modbus_tcp": {"host": "10.62.0.2", "port": 502}, "ssh": {"host": "10.62.0.2", "port": 22},
+                     "https": {"base_url": "https://[fe80::1]:8443"}, "console": {"url": "rfc2217://bench1:3001"},
+                     "modbus_rtu": {"url": "socket://bench1:3002"}}
