@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from iec62443_harness import labs
 from iec62443_harness.errors import HarnessError
-from iec62443_harness.labgrid import Place, Resource, endpoints, parse_show
+from iec62443_harness.labgrid import Place, Resource, endpoints, parse_show, with_place
+from iec62443_harness.target import TargetSpec
 
 from tests.support import end_process, free_port, wait_for
 
@@ -158,3 +159,30 @@ def test_resources_map_to_interface_addresses() -> None:
     assert found == {"modbus_tcp": {"host": "10.62.0.2", "port": 502}, "ssh": {"host": "10.62.0.2", "port": 22},
                      "https": {"base_url": "https://[fe80::1]:8443"}, "console": {"url": "rfc2217://bench1:3001"},
                      "modbus_rtu": {"url": "socket://bench1:3002"}}
+
+
+def _lab_spec(**interfaces: dict) -> TargetSpec:
+    return TargetSpec.model_validate({
+        "identity": {"vendor": "V", "model": "M", "firmware": "1"}, "component_type": "embedded_device",
+        "security_level": 1, "labgrid": {"place": "bench3", "client": "/opt/labgrid/bin/labgrid-client"},
+        "interfaces": interfaces})
+
+
+def test_the_place_fills_what_the_file_leaves_out_and_its_power_port_recovers() -> None:
+    place = Place("bench3", coordinator="coord:20408", client="/opt/labgrid/bin/labgrid-client")
+    place.resources = [Resource("modbus_tcp", "NetworkService", {"address": "10.62.0.2", "port": 502}),
+                       Resource("ssh", "NetworkService", {"address": "10.62.0.2", "port": 22}),
+                       Resource("NetworkPowerPort", "NetworkPowerPort", {"model": "rest", "host": "pdu", "index": "3"})]
+    spec = with_place(_lab_spec(modbus_tcp={}, ssh={"host": "192.0.2.7", "port": 2222}), place, "plc")
+    assert (spec.interfaces.modbus_tcp.host, spec.interfaces.modbus_tcp.port) == ("10.62.0.2", 502)
+    assert (spec.interfaces.ssh.host, spec.interfaces.ssh.port) == ("192.0.2.7", 2222)  # the file's own wins
+    assert spec.recovery.command == ("/opt/labgrid/bin/labgrid-client -x coord:20408 -p bench3 power cycle")
+
+
+def test_an_address_neither_gives_is_one_line_naming_the_place() -> None:
+    place = Place("bench3", client="/opt/labgrid/bin/labgrid-client")
+    place.resources = [Resource("modbus_tcp", "NetworkService", {"address": "10.62.0.2", "port": 502})]
+    with pytest.raises(HarnessError, match="interfaces.console needs url, which neither the target file nor labgrid "
+                                           "place bench3 gives"):
+        with_place(_lab_spec(modbus_tcp={}, console={}), place, "plc")
+    assert with_place(_lab_spec(modbus_tcp={}), place, "plc").recovery.command is None  # no power port, none
