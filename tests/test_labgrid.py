@@ -1,6 +1,7 @@
-"""A suite run through a labgrid place: a real labgrid coordinator and exporter on 127.0.0.1 export the emulated
-PLC's Modbus TCP endpoint; the harness acquires the place for the run (locked during it), takes the address from
-the place, and the place is free afterwards, also after kill -9 of the harness (its watchdog releases it).
+"""Suites run through a labgrid place: a real labgrid coordinator and exporter on 127.0.0.1 export the emulated
+PLC's Modbus TCP endpoint and its serial console (through ser2net, as a bench host exports a serial port); the
+harness acquires the place for the run (locked during it), takes the addresses from the place, and the place is
+free afterwards, also after kill -9 of the harness (its watchdog releases it).
 
 labgrid is installed apart from the harness (its pyserial fork would replace pyserial in .venv): from $LG_CLIENT's
 folder when set, else a venv made once at .venv/labgrid (`pip install labgrid==26.*`, what the README says).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +30,10 @@ from tests.support import end_process, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LABGRID_VENV = ROOT / ".venv" / "labgrid"
-SUITE = "conformance/test_cr_3_05_input_validation.py"
+SUITES = ["conformance/test_cr_3_05_input_validation.py", "conformance/test_cr_1_12_system_use_notification.py"]
+SER2NET = shutil.which("ser2net") or ("/usr/sbin/ser2net" if Path("/usr/sbin/ser2net").exists() else None)
+needs_ser2net = pytest.mark.skipif(SER2NET is None, reason="ser2net is not installed: apt-get install ser2net "
+                                "(tests/apt-packages.txt)")
 
 
 def _labgrid_bin() -> Path:
@@ -50,6 +55,18 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     procs: list[subprocess.Popen] = []
     try:
         mb = plc.endpoints["modbus_tcp"]  # its own address: loopback here, a namespace's address elsewhere
+        # the console's pty on the network, raw TCP (stock pyserial's rfc2217 client waits in vain for ser2net's
+        # answer to its modem-control option: that is what labgrid's pyserial fork fixes); no mDNS announcement
+        serial_port = free_port()
+        (work / "ser2net.yaml").write_text(textwrap.dedent(f"""\
+            connection: &console
+              accepter: tcp,127.0.0.1,{serial_port}
+              connector: serialdev,{plc.endpoints['console']['url']},115200n81,local
+              options: {{kickolduser: true, mdns: false}}
+            """))
+        procs.append(subprocess.Popen([SER2NET, "-n", "-u", "-c", str(work / "ser2net.yaml"), "-P",
+                                       str(work / "ser2net.pid")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         coordinator = f"127.0.0.1:{free_port()}"
         procs.append(subprocess.Popen([str(bindir / "labgrid-coordinator"), "-l", coordinator], cwd=work,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -60,6 +77,11 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 address: "{mb['host']}"
                 port: {mb['port']}
                 username: modbus
+              console:
+                cls: NetworkSerialPort
+                host: 127.0.0.1
+                port: {serial_port}
+                protocol: raw
             """))
         client = [str(bindir / "labgrid-client"), "-x", coordinator]
         place = f"plc-{os.getpid()}"
@@ -71,9 +93,9 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         procs.append(subprocess.Popen([str(bindir / "labgrid-exporter"), "-c", coordinator, "-n", "bench1",
                                        str(work / "exporter.yaml")], cwd=work, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        assert wait_for(lambda: "bench1/plc/NetworkService" in run("resources", check=False).stdout, 30) is not None
+        assert wait_for(lambda: "bench1/plc/NetworkSerialPort" in run("resources", check=False).stdout, 30) is not None
         run("-p", place, "create")
-        run("-p", place, "add-match", "bench1/plc/NetworkService/modbus_tcp")
+        run("-p", place, "add-match", "bench1/plc/NetworkService/modbus_tcp", "bench1/plc/NetworkSerialPort/console")
         target = work / "lab-plc.yaml"
         target.write_text(textwrap.dedent(f"""\
             schema_version: 1
@@ -83,6 +105,12 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             labgrid: {{place: {place}, coordinator: "{coordinator}", client: "{bindir / 'labgrid-client'}"}}
             interfaces:
               modbus_tcp: {{unit_id: 1, timeouts: {{connect_s: 1.0, reply_s: 0.5}}}}
+              console:
+                login_prompt: "login: ?$"
+                password_prompt: "[Pp]assword: ?$"
+                shell_prompt: "[$#>] ?$"
+                timeouts: {{connect_s: 1.0, reply_s: 2.0}}
+            policies: {{banner: "Authorized use only. Activity is logged."}}
             safety:
               allow_fuzzing: true
               max_rate_per_s: 20000
@@ -101,30 +129,34 @@ def _holder(bench: dict) -> str | None:
 
 
 def _harness(bench: dict, reports: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pytest", SUITE, "--target", str(bench["target"]),
-                             "--reports-dir", str(reports), "-k", "modbus_tcp", "-p", "no:cacheprovider", *extra],
+    return subprocess.Popen([sys.executable, "-m", "pytest", *SUITES, "--target", str(bench["target"]),
+                             "--reports-dir", str(reports), "-p", "no:cacheprovider", *extra],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@needs_ser2net
 def test_a_suite_runs_through_a_place_locked_during_the_run_and_free_after(bench: dict, tmp_path: Path) -> None:
     assert _holder(bench) is None
-    proc = _harness(bench, tmp_path)
+    proc = _harness(bench, tmp_path, "-k", "modbus_tcp or console_login")
     held = wait_for(lambda: _holder(bench) is not None or proc.poll() is not None, 60)
     during = _holder(bench)
     out, _ = proc.communicate(timeout=240)
     assert held is not None and during is not None, out  # acquired while the suite ran
-    assert f"labgrid place {bench['place']} acquired (modbus_tcp NetworkService)" in out, out
+    assert f"labgrid place {bench['place']} acquired (console NetworkSerialPort, modbus_tcp NetworkService)" in out, out
     assert _holder(bench) is None, out  # released at the end
     run_dir = (tmp_path / "lab-plc" / "latest").resolve()
     outcomes = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()[1:]]
-    fuzzed = [o for o in outcomes if o.get("type") == "outcome" and o["interface"] == "modbus_tcp"]
-    # the verdict came from the device reached at the place's address: it answered the fuzz campaign
-    assert fuzzed and fuzzed[0]["verdict"] in ("pass", "fail", "manual"), fuzzed
-    assert any("cases" in line for line in fuzzed[0]["evidence"]), fuzzed[0]["evidence"]
+    by_interface = {o["interface"]: o for o in outcomes if o.get("type") == "outcome" and o["verdict"] != "not-run"}
+    # the verdicts came from the device reached at the place's addresses: it answered the fuzz campaign over
+    # Modbus TCP, and showed its notice on the console through the bench's serial port server
+    fuzzed, console = by_interface["modbus_tcp"], by_interface["console"]
+    assert fuzzed["verdict"] in ("pass", "fail", "manual") and any("cases" in ln for ln in fuzzed["evidence"]), fuzzed
+    assert console["verdict"] == "pass", console
 
 
+@needs_ser2net
 def test_the_place_is_released_after_kill_9_of_the_harness(bench: dict, tmp_path: Path) -> None:
-    proc = _harness(bench, tmp_path, "--fuzz-seconds", "60")
+    proc = _harness(bench, tmp_path, "-k", "modbus_tcp", "--fuzz-seconds", "60")
     try:
         assert wait_for(lambda: _holder(bench) is not None, 60) is not None, "the harness never acquired the place"
         time.sleep(1.0)  # into the campaign
@@ -137,6 +169,7 @@ def test_the_place_is_released_after_kill_9_of_the_harness(bench: dict, tmp_path
         proc.communicate(timeout=30)
 
 
+@needs_ser2net
 def test_a_taken_place_refuses_the_run_on_one_line(bench: dict, tmp_path: Path) -> None:
     place = Place(bench["place"], coordinator=bench["coordinator"], client=str(bench["bindir"] / "labgrid-client"))
     place.acquire()  # someone else's run (same user here: labgrid says "already acquired")
