@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     work = tmp_path_factory.mktemp("labgrid")
     plc = labs.start("simplc", "sl2")
     procs: list[subprocess.Popen] = []
+    switch = None
     try:
         mb = plc.endpoints["modbus_tcp"]  # its own address: loopback here, a namespace's address elsewhere
         # the console's pty on the network, raw TCP (stock pyserial's rfc2217 client waits in vain for ser2net's
@@ -67,6 +71,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         procs.append(subprocess.Popen([SER2NET, "-n", "-u", "-c", str(work / "ser2net.yaml"), "-P",
                                        str(work / "ser2net.pid")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        relay: list[str] = []  # the bench's switched outlet: a simple REST power switch, as labgrid drives one
+        switch = _power_switch(relay)
         coordinator = f"127.0.0.1:{free_port()}"
         procs.append(subprocess.Popen([str(bindir / "labgrid-coordinator"), "-l", coordinator], cwd=work,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -82,6 +88,11 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 host: 127.0.0.1
                 port: {serial_port}
                 protocol: raw
+              power:
+                cls: NetworkPowerPort
+                model: simplerest
+                host: "http://127.0.0.1:{switch.server_address[1]}/relay/{{index}}/{{value}}"
+                index: 0
             """))
         client = [str(bindir / "labgrid-client"), "-x", coordinator]
         place = f"plc-{os.getpid()}"
@@ -95,7 +106,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                       stderr=subprocess.DEVNULL))
         assert wait_for(lambda: "bench1/plc/NetworkSerialPort" in run("resources", check=False).stdout, 30) is not None
         run("-p", place, "create")
-        run("-p", place, "add-match", "bench1/plc/NetworkService/modbus_tcp", "bench1/plc/NetworkSerialPort/console")
+        run("-p", place, "add-match", "bench1/plc/NetworkService/modbus_tcp", "bench1/plc/NetworkSerialPort/console",
+            "bench1/plc/NetworkPowerPort/power")
         target = work / "lab-plc.yaml"
         target.write_text(textwrap.dedent(f"""\
             schema_version: 1
@@ -117,11 +129,36 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
               fuzz_budget: {{modbus_tcp: {{examples: 400, seconds: 3}}}}
             """))
         yield {"place": place, "run": run, "target": target, "work": work, "client": client,
-               "coordinator": coordinator, "bindir": bindir}
+               "coordinator": coordinator, "bindir": bindir, "relay": relay}
     finally:
+        if switch is not None:
+            switch.shutdown()
+            switch.server_close()
         for proc in reversed(procs):
             end_process(proc, 5)
         plc.stop()
+
+
+def _power_switch(relay: list[str]) -> ThreadingHTTPServer:
+    """GET /relay/0/1 switches the outlet on, /relay/0/0 off (labgrid's simplerest model); the switchings kept."""
+
+    class Switch(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            value = self.path.rstrip("/").rsplit("/", 1)[-1]
+            if value in ("0", "1"):
+                relay.append(value)
+            body = (relay[-1] if relay else "1").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Switch)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _holder(bench: dict) -> str | None:
@@ -142,7 +179,9 @@ def test_a_suite_runs_through_a_place_locked_during_the_run_and_free_after(bench
     during = _holder(bench)
     out, _ = proc.communicate(timeout=240)
     assert held is not None and during is not None, out  # acquired while the suite ran
-    assert f"labgrid place {bench['place']} acquired (console NetworkSerialPort, modbus_tcp NetworkService)" in out, out
+    acquired = next(line for line in out.splitlines() if f"labgrid place {bench['place']} acquired (" in line)
+    assert all(f"{res}," in acquired or f"{res})" in acquired for res in
+               ("console NetworkSerialPort", "modbus_tcp NetworkService", "power NetworkPowerPort")), acquired
     assert _holder(bench) is None, out  # released at the end
     run_dir = (tmp_path / "lab-plc" / "latest").resolve()
     outcomes = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()[1:]]
@@ -180,6 +219,23 @@ def test_a_taken_place_refuses_the_run_on_one_line(bench: dict, tmp_path: Path) 
     finally:
         place.release()
     assert _holder(bench) is None
+
+
+@needs_ser2net
+def test_the_places_power_port_is_the_recovery_action(bench: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # labgrid's REST power driver must reach the switch directly
+    place = Place(bench["place"], coordinator=bench["coordinator"], client=str(bench["bindir"] / "labgrid-client"))
+    place.acquire()
+    try:
+        command = place.power_command()
+        assert command is not None and command.endswith(f"-p {bench['place']} power cycle")
+        before = len(bench["relay"])
+        # as TargetHealth runs a recovery.command: split, no shell
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert bench["relay"][before:] == ["0", "1"]  # the outlet went off, then on again
+    finally:
+        place.release()
 
 
 def test_resources_map_to_interface_addresses() -> None:
