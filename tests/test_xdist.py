@@ -4,12 +4,16 @@ verdicts are the serial run's; one target under -n 2 is refused on one line rath
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from iec62443_harness.plugin.xdist import target_of_nodeid
+
+from tests.support import wait_for
 
 pytest.importorskip("xdist")  # a dev dependency (pyproject [dev] and [xdist])
 
@@ -77,3 +81,28 @@ def test_a_target_is_known_by_the_longest_name_that_fits() -> None:
     assert target_of_nodeid("conformance/t.py::test_x[sim-plc-ssh]", names) == "sim-plc"
     assert target_of_nodeid("conformance/t.py::test_x[sim-plc]", names) == "sim-plc"
     assert target_of_nodeid("tests/t.py::test_y", names) == ""
+
+
+def test_sigterm_to_the_controller_ends_each_targets_folder(tmp_path: Path) -> None:
+    """A CI time-out signals the controller only: it passes the SIGTERM on, and each worker records what it
+    reached and writes its target's (incomplete) matrix, as a serial run does."""
+    targets = [arg for name in TARGETS for arg in ("--target", name)]
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--reports-dir", str(tmp_path), "-p", "no:cacheprovider",
+                             "conformance/test_cr_3_05_input_validation.py", *targets, "-n", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        started = wait_for(lambda: len([p for p in tmp_path.glob("*/*/results.jsonl") if not p.parent.is_symlink()])
+                           == 2, 60)
+        assert started is not None, "the workers never opened both run folders"
+        time.sleep(2.0)  # into the fuzz campaigns
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    runs = _runs(tmp_path)
+    assert sorted(runs) == list(TARGETS), out
+    for name in TARGETS:
+        end = runs[name][0][-1]
+        assert end["type"] == "end" and end["signal"] == "SIGTERM" and end["unreached"] > 0, (name, end)
+        assert (tmp_path / name / runs[name][0][0]["run_id"] / "matrix.json").exists(), out

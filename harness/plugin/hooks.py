@@ -10,6 +10,7 @@ fixtures are registered, and a run given no test paths collects the shipped suit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import os
@@ -74,6 +75,7 @@ class HarnessState:
     exit_status: int | None = None  # the gate's exit status, once the reports are written
     collected: dict[str, list[str]] = field(default_factory=dict)  # target -> judged test ids, collection order
     role: str = "serial"  # or "controller"/"worker" under pytest-xdist (harness.plugin.xdist)
+    worker_pids: list[int] = field(default_factory=list)  # a controller's workers, which a SIGTERM is passed on to
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -170,6 +172,9 @@ def _catch_sigterm(state: HarnessState) -> None:
         if state.finishing:
             return  # the reports are being written: a second SIGTERM waits for them (SIGKILL does not)
         state.stopped_by = "SIGTERM"
+        for pid in state.worker_pids:  # each worker ends its targets' reports as a serial run would
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
         raise KeyboardInterrupt("SIGTERM")
 
     state.previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
@@ -640,7 +645,12 @@ def _finish_controller(session: pytest.Session, state: HarnessState, exitstatus:
 
     missing = [loaded.name for loaded in state.targets.values() if loaded.run_dir is None]
     for name in missing:
-        sys.stderr.write(f"target {name}: no worker ran its tests, so it has no run folder in this run\n")
+        run_dir = state.reports_dir / name / state.run_id
+        if run_dir.exists():  # a stopped run: its worker was told (SIGTERM) and ends the folder by itself
+            sys.stderr.write(f"target {name}: the run stopped before its worker reported; what it reached is in "
+                             f"{run_dir} (`iec62443 rebuild {run_dir}` if its matrix is missing)\n")
+        else:
+            sys.stderr.write(f"target {name}: no worker ran its tests, so it has no run folder in this run\n")
     judged = [loaded.holds for loaded in state.targets.values()]
     state.started = len(missing) < len(state.targets)
     if not missing and None not in judged:
@@ -654,6 +664,17 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
         from iec62443_harness.plugin import xdist
 
         xdist.configure_node(node, state.run_id)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node) -> None:  # type: ignore[no-untyped-def]
+    state = _state(node.config)
+    if state is not None:
+        from iec62443_harness.plugin import xdist
+
+        pid = xdist.worker_pid(node)
+        if pid is not None:
+            state.worker_pids.append(pid)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -57,6 +57,14 @@ def configure_node(node: Any, run_id: str) -> None:
     node.workerinput[_RUN_ID] = run_id
 
 
+def worker_pid(node: Any) -> int | None:
+    """The worker's process id (execnet reports it when the worker starts), to pass a SIGTERM on to."""
+    try:
+        return int(node.gateway._rinfo().pid)
+    except Exception:  # noqa: BLE001 (an older execnet, a remote gateway): the worker then ends as xdist ends it
+        return None
+
+
 def send_runs(config: pytest.Config, runs: dict[str, dict[str, Any]], unjudged_failed: bool) -> None:
     output = getattr(config, "workeroutput", None)
     if output is not None:
