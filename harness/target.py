@@ -586,6 +586,17 @@ class Emulator(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class LabgridPlace(Strict):
+    """A labgrid place the device sits in (harness.labgrid): acquired through labgrid's own client for the run,
+    its resources give the interface addresses the file leaves out, its power port the recovery action."""
+
+    place: str = Field(min_length=1, description="the place's name at the coordinator")
+    coordinator: str | None = Field(None, description="HOST:PORT of labgrid-coordinator; default: $LG_COORDINATOR")
+    client: str | None = Field(None, description="path of labgrid-client (labgrid installed apart from the "
+                               "harness); default: $LG_CLIENT, then labgrid-client on PATH")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="bound on each labgrid-client call")
+
+
 class Recovery(Strict):
     """How a device that stopped answering (or lost its essential function) gets back to normal. The harness
     needs it before a test after a fault, and between fuzz cases: a failure is shrunk and verified only on a
@@ -926,6 +937,8 @@ class TargetSpec(Strict):
                                  "(CR 3.3, 3.9, 6.1, 6.2, EDR/HDR/NDR 3.11)")
     syslog: Syslog | None = None
     emulator: Emulator | None = None
+    labgrid: LabgridPlace | None = Field(None, description="a labgrid place to acquire for the run (addresses and "
+                                         "power from its resources)")
     lifecycle: Lifecycle | None = Field(None, description="update, backup, purge and reports (CR 3.2, 3.4, 3.10, "
                                         "4.2, 7.3, 7.4, 7.6, 7.8); used only with safety.allow_lifecycle where "
                                         "they change the device")
@@ -942,7 +955,7 @@ class TargetSpec(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetSpec:
-        if self.emulator is None:
+        if self.emulator is None and self.labgrid is None:  # (a labgrid place's resources may give them)
             for name in self.interfaces.declared():
                 iface = getattr(self.interfaces, name)
                 missing = [f for f in _ADDRESS_FIELDS[name] if getattr(iface, f) is None]

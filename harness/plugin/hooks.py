@@ -10,6 +10,7 @@ fixtures are registered, and a run given no test paths collects the shipped suit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import os
@@ -73,6 +74,8 @@ class HarnessState:
     unjudged_failed: bool = False  # a test that judges no row failed: pytest's own failure, kept
     exit_status: int | None = None  # the gate's exit status, once the reports are written
     collected: dict[str, list[str]] = field(default_factory=dict)  # target -> judged test ids, collection order
+    role: str = "serial"  # or "controller"/"worker" under pytest-xdist (harness.plugin.xdist)
+    worker_pids: list[int] = field(default_factory=list)  # a controller's workers, which a SIGTERM is passed on to
 
 
 STATE = pytest.StashKey[HarnessState]()
@@ -126,16 +129,30 @@ def pytest_configure(config: pytest.Config) -> None:
             targets[path.stem] = LoadedTarget(path.stem, path, spec)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+    from iec62443_harness.plugin import xdist
+
     now = dt.datetime.now(dt.UTC)
-    run_id = config.getoption("run_id") or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    role = xdist.role(config)
+    # every worker of one xdist run writes under the controller's run id
+    run_id = (xdist.worker_run_id(config) if role == "worker" else None) or config.getoption("run_id") \
+        or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", run_id) or run_id == "latest":
         raise pytest.UsageError(f"--run-id {run_id!r} cannot name a run folder: use letters, digits and . _ + - "
                                 "(not starting with . or -, and not 'latest')")
     gate = config.getoption("gate") or config.getini("iec62443_gate") or "sl-t"
     if gate not in ("sl-t", "any", "none"):
         raise pytest.UsageError(f"iec62443_gate = {gate!r} in the ini file is not a gate: use sl-t, any or none")
-    state = config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id, gate=gate)
+    state = config.stash[STATE] = HarnessState(targets, Path(config.getoption("reports_dir")), run_id, gate=gate,
+                                               role=role)
+    if role == "controller":
+        problem = xdist.refusal(config, list(targets))
+        if problem:
+            raise pytest.UsageError(problem)
+        _lock_targets(state, list(targets))  # the controller holds each real device's lock for all its workers
     _catch_sigterm(state)
+    from iec62443_harness.plugin import live
+
+    live.start(config)  # fixtures.progress: a live line on a terminal, summaries into the test reports
     config.pluginmanager.register(importlib.import_module("iec62443_harness.plugin.fixtures"), "iec62443-fixtures")
     if config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR:
         # No test paths given and no testpaths configured (a lab's own folder, or a target path that moved
@@ -155,6 +172,9 @@ def _catch_sigterm(state: HarnessState) -> None:
         if state.finishing:
             return  # the reports are being written: a second SIGTERM waits for them (SIGKILL does not)
         state.stopped_by = "SIGTERM"
+        for pid in state.worker_pids:  # each worker ends its targets' reports as a serial run would
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
         raise KeyboardInterrupt("SIGTERM")
 
     state.previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
@@ -405,7 +425,7 @@ def _record(config: pytest.Config, target: str | None, outcome: Outcome, duratio
     names = [target] if target else list(state.targets)
     for name in names:
         loaded = state.targets[name]
-        if loaded.writer is None:
+        if loaded.writer is None:  # not opened yet (or, on an xdist worker, not this worker's target)
             state.pending.append((name, outcome))
         else:
             loaded.writer.outcome(outcome, duration)  # type: ignore[attr-defined]
@@ -475,17 +495,19 @@ def _run_folder_taken(run_dir: Path, run_id: str) -> pytest.UsageError:
                              "new --run-id, or leave it out for a fresh one")
 
 
-def _lock_targets(state: HarnessState) -> None:
+def _lock_targets(state: HarnessState, names: list[str]) -> None:
     """Each real device's run lock, and a new run folder name, before anything is written or sent. An emulated
-    target is not locked: every run starts its own emulator, so two runs never share a device."""
+    target is not locked: every run starts its own emulator, so two runs never share a device. An xdist worker
+    takes no lock: its controller holds them for the whole run."""
     from iec62443_harness.report.lock import LOCK_FILE, RunLock
 
-    for loaded in state.targets.values():
+    for name in names:
+        loaded = state.targets[name]
         target_dir = state.reports_dir / loaded.name
         run_dir = target_dir / state.run_id
         try:
             target_dir.mkdir(parents=True, exist_ok=True)
-            if loaded.spec.emulator is None:
+            if loaded.spec.emulator is None and state.role != "worker":
                 state.locks.append(RunLock.acquire(target_dir / LOCK_FILE, loaded.name, state.run_id))
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -496,15 +518,16 @@ def _lock_targets(state: HarnessState) -> None:
             raise _run_folder_taken(run_dir, state.run_id)
 
 
-def _open_reports(state: HarnessState, config: pytest.Config) -> None:
+def _open_reports(state: HarnessState, config: pytest.Config, names: list[str]) -> None:
+    """The run folders of `names` (every target; on an xdist worker, the target it is about to run)."""
     from iec62443_harness.report.environment import environment
     from iec62443_harness.report.results import DESELECTED, TARGET_COPY, ResultsWriter, now_iso
 
-    _lock_targets(state)
+    _lock_targets(state, names)
     started = now_iso()
     env = environment()
     paths = _limited_paths(config)
-    for loaded in state.targets.values():
+    for loaded in (state.targets[name] for name in names):
         run_dir = state.reports_dir / loaded.name / state.run_id
         deselected = sum(1 for name, out in state.pending if name == loaded.name and out.reason == DESELECTED)
         loaded.partial = bool(deselected or paths)
@@ -534,17 +557,35 @@ def _open_reports(state: HarnessState, config: pytest.Config) -> None:
         })
         loaded.run_dir, loaded.writer = run_dir, writer
     for name, outcome in state.pending:
-        state.targets[name].writer.outcome(outcome, 0.0)  # type: ignore[union-attr]
-    state.pending.clear()
+        if name in names:
+            state.targets[name].writer.outcome(outcome, 0.0)  # type: ignore[union-attr]
+    state.pending = [(name, outcome) for name, outcome in state.pending if name not in names]
     state.started = True
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
-    if state is None or session.config.option.collectonly:
-        return
+    if state is None or session.config.option.collectonly or state.role == "worker":
+        return  # a worker opens a target's folder when it is handed that target's tests (pytest_runtest_protocol)
     if any(_rows(item) for item in session.items) or state.pending:
-        _open_reports(state, session.config)
+        _open_reports(state, session.config, list(state.targets))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """An xdist worker runs whole targets (harness.plugin.xdist): it writes the run folder of each target it was
+    given, from that target's first test on, and no other."""
+    state = _state(item.config)
+    if state is None:
+        return
+    from iec62443_harness.plugin import live
+
+    live.current(item.config, item)
+    if state.role != "worker":
+        return
+    name = _target_of(item)
+    if name is not None and state.targets[name].writer is None:
+        _open_reports(state, item.config, [name])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -552,17 +593,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     state.finishing = True
+    if state.role == "controller":
+        _finish_controller(session, state, exitstatus)
+        return
     if not state.started:
+        if state.role == "worker":
+            from iec62443_harness.plugin import xdist
+
+            xdist.send_runs(session.config, {}, state.unjudged_failed)
         return
     from iec62443_harness.report import load_matrix, write_reports
     from iec62443_harness.report.gate import exit_status as gate_exit
     from iec62443_harness.report.results import INTERRUPTED, NOT_REACHED
 
-    unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)]
+    opened = [loaded for loaded in state.targets.values() if loaded.writer is not None]
+    unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)
+                 and (_target_of(item) is None or state.targets[_target_of(item)].writer is not None)]
     for item in unreached:  # stopped early (-x, Ctrl-C, SIGTERM, a crash): say so rather than "not tested"
         reason = INTERRUPTED if item.stash.get(_PHASES, None) is not None else NOT_REACHED
         _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, reason))
-    for loaded in state.targets.values():
+    for loaded in opened:
         loaded.writer.end(int(exitstatus), len(unreached), state.stopped_by)  # type: ignore[union-attr]
         try:
             write_reports(loaded.run_dir)  # type: ignore[arg-type]
@@ -578,9 +628,78 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                              f"{exc.strerror}\n")
     # The exit status is the gate's (harness.report.gate): a FAIL above SL-T is reported, not fatal. A matrix
     # that could not be written judges nothing: pytest's own status stands then.
-    judged = [loaded.holds for loaded in state.targets.values()]
+    judged = [loaded.holds for loaded in opened]
     if None not in judged:
         session.exitstatus = state.exit_status = gate_exit(int(exitstatus), all(judged), state.unjudged_failed)
+    if state.role == "worker":  # what the controller reports and gates on (pytest_testnodedown)
+        from iec62443_harness.plugin import xdist
+
+        xdist.send_runs(session.config, {loaded.name: {"run_dir": str(loaded.run_dir), "holds": loaded.holds,
+                                                       "partial": loaded.partial} for loaded in opened},
+                        state.unjudged_failed)
+
+
+def _finish_controller(session: pytest.Session, state: HarnessState, exitstatus: int) -> None:
+    """Under xdist the workers wrote the run folders (pytest_testnodedown brought them here): gate on them."""
+    from iec62443_harness.report.gate import exit_status as gate_exit
+
+    missing = [loaded.name for loaded in state.targets.values() if loaded.run_dir is None]
+    for name in missing:
+        run_dir = state.reports_dir / name / state.run_id
+        if run_dir.exists():  # a stopped run: its worker was told (SIGTERM) and ends the folder by itself
+            sys.stderr.write(f"target {name}: the run stopped before its worker reported; what it reached is in "
+                             f"{run_dir} (`iec62443 rebuild {run_dir}` if its matrix is missing)\n")
+        else:
+            sys.stderr.write(f"target {name}: no worker ran its tests, so it has no run folder in this run\n")
+    judged = [loaded.holds for loaded in state.targets.values()]
+    state.started = len(missing) < len(state.targets)
+    if not missing and None not in judged:
+        session.exitstatus = state.exit_status = gate_exit(int(exitstatus), all(judged), state.unjudged_failed)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    state = _state(node.config)
+    if state is not None:
+        from iec62443_harness.plugin import xdist
+
+        xdist.configure_node(node, state.run_id)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node) -> None:  # type: ignore[no-untyped-def]
+    state = _state(node.config)
+    if state is not None:
+        from iec62443_harness.plugin import xdist
+
+        pid = xdist.worker_pid(node)
+        if pid is not None:
+            state.worker_pids.append(pid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
+    state = _state(node.config)
+    if state is None:
+        return
+    from iec62443_harness.plugin import xdist
+
+    runs, unjudged_failed = xdist.received(node)
+    state.unjudged_failed |= unjudged_failed
+    for name, run in runs.items():
+        loaded = state.targets[name]
+        loaded.run_dir, loaded.holds, loaded.partial = Path(run["run_dir"]), run["holds"], run["partial"]
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    """Each target's tests on one worker (harness.plugin.xdist), whatever --dist was asked for."""
+    state = _state(config)
+    if state is None:
+        return None
+    from iec62443_harness.plugin import xdist
+
+    return xdist.make_scheduler(config, log, list(state.targets))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -591,6 +710,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     from iec62443_harness.report.summary import render_summary
 
     for loaded in state.targets.values():
+        if loaded.run_dir is None:
+            continue  # never started (a worker that stopped before it), said at sessionfinish
         try:
             matrix = load_matrix(loaded.run_dir)  # type: ignore[arg-type]
         except HarnessError:
@@ -612,6 +733,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = _state(config)
     if state is None:
         return
+    from iec62443_harness.plugin import live
+
+    live.stop(config)
     for lock in state.locks:  # after sessionfinish wrote every report
         lock.release()
     state.locks.clear()
