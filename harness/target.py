@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -1062,7 +1063,7 @@ def suggested_variable(target: str, account: str, field: str = "password") -> st
     return name if re.match(r"[A-Z_]", name) else f"_{name}"  # a name may not start with a digit
 
 
-def _describe(error: dict[str, Any], target: str = "target") -> str:
+def _describe(error: Mapping[str, Any], target: str = "target") -> str:
     loc = error["loc"]
     where = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
