@@ -1106,9 +1106,15 @@ def expand_refs(text: str) -> str:
     return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", lambda m: resolve_secret(m.group(0), "recovery.command"), text)
 
 
+def _env_var(ref: str) -> str:
+    found = _ENV_REF.match(ref)
+    assert found is not None  # the model admits only `${VAR}` here
+    return found.group(1)
+
+
 def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) -> Secret:
     """Resolve one `${VAR}` reference from the environment (or values an emulator handed over)."""
-    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    var = _env_var(ref)
     value = (extra or {}).get(var, os.environ.get(var))
     if value is None:
         raise HarnessError(f"credential of account {account!r} needs environment variable {var}, which is "
@@ -1121,7 +1127,7 @@ def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) 
 def resolve_file(ref: str, where: str, extra: dict[str, str] | None = None) -> Path:
     """Resolve one `${VAR}` file reference (the environment, or files an emulator handed over) to an existing
     file. A path is not a secret: nothing is redacted."""
-    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    var = _env_var(ref)
     value = (extra or {}).get(var, os.environ.get(var))
     if value is None:
         raise HarnessError(f"{where} needs environment variable {var} (a file path), which is not set: export "
