@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -1075,7 +1076,7 @@ def suggested_variable(target: str, account: str, field: str = "password") -> st
     return name if re.match(r"[A-Z_]", name) else f"_{name}"  # a name may not start with a digit
 
 
-def _describe(error: dict[str, Any], target: str = "target") -> str:
+def _describe(error: Mapping[str, Any], target: str = "target") -> str:
     loc = error["loc"]
     where = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
@@ -1118,9 +1119,15 @@ def expand_refs(text: str) -> str:
     return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", lambda m: resolve_secret(m.group(0), "recovery.command"), text)
 
 
+def _env_var(ref: str) -> str:
+    found = _ENV_REF.match(ref)
+    assert found is not None  # the model admits only `${VAR}` here
+    return found.group(1)
+
+
 def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) -> Secret:
     """Resolve one `${VAR}` reference from the environment (or values an emulator handed over)."""
-    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    var = _env_var(ref)
     value = (extra or {}).get(var, os.environ.get(var))
     if value is None:
         raise HarnessError(f"credential of account {account!r} needs environment variable {var}, which is "
@@ -1133,7 +1140,7 @@ def resolve_secret(ref: str, account: str, extra: dict[str, str] | None = None) 
 def resolve_file(ref: str, where: str, extra: dict[str, str] | None = None) -> Path:
     """Resolve one `${VAR}` file reference (the environment, or files an emulator handed over) to an existing
     file. A path is not a secret: nothing is redacted."""
-    var = _ENV_REF.match(ref).group(1)  # type: ignore[union-attr]  # the model guarantees the shape
+    var = _env_var(ref)
     value = (extra or {}).get(var, os.environ.get(var))
     if value is None:
         raise HarnessError(f"{where} needs environment variable {var} (a file path), which is not set: export "

@@ -100,7 +100,9 @@ def judge_row(row: Row, outcomes: Iterable[Outcome], component_type: str,
     if not outs:
         return RowResult(row, Verdict.NOT_TESTED, "no test judges this row yet", outs)
     cms = countermeasures or {}
-    adjusted, observed, justifications = [], {}, {}  # dicts: ordered sets
+    adjusted: list[Outcome] = []
+    observed: dict[str, None] = {}  # dicts: ordered sets
+    justifications: dict[str, None] = {}
     for out in outs:
         justification = compensation(row.id, out.interface, cms)
         if out.verdict is Verdict.FAIL and justification:
