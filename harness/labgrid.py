@@ -226,8 +226,8 @@ def watch(pid: int, release: list[str], stdin: IO[bytes]) -> int:
     except ProcessLookupError:
         pidfd = None  # gone already
     if pidfd is not None:
-        ready, _, _ = select.select([pidfd, stdin], [], [])
-        if stdin in ready and stdin.readline().strip() == b"released":
+        ready, _, _ = select.select([pidfd, stdin.fileno()], [], [])
+        if stdin.fileno() in ready and stdin.readline().strip() == b"released":
             return 0
     for _ in range(3):  # the coordinator may be busy: try a few times
         try:

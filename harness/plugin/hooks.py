@@ -20,8 +20,10 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from iec62443_harness import __version__
@@ -40,6 +42,9 @@ from iec62443_harness.target import (
 )
 from iec62443_harness.verdicts import Outcome, Verdict, compensation, countermeasure_map
 
+if TYPE_CHECKING:
+    from iec62443_harness.report.results import ResultsWriter
+
 BACKSTOP_S = 900.0  # per-test time-out when none is configured: drivers time out long before, this catches bugs
 
 # Fixture name -> the interfaces a test using it runs over, when its marker gives no `over=`.
@@ -53,7 +58,7 @@ class LoadedTarget:
     path: Path
     spec: TargetSpec
     run_dir: Path | None = None
-    writer: object | None = None  # harness.report.results.ResultsWriter, once the run folder exists
+    writer: ResultsWriter | None = None  # once the run folder exists
     partial: bool = False  # tests left out by selection (-k, -m, --deselect, a path into the suites)
     holds: bool | None = None  # the exit gate on this target's matrix, once written
 
@@ -348,7 +353,8 @@ def _classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[V
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if _state(item.config) is None:
         return report
@@ -380,10 +386,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         compensated = verdict is Verdict.FAIL and _compensation(item, rows, reason) is not None
         report.user_properties.append(("verdict", "compensated" if compensated else str(verdict)))  # as junit.xml
     elif call.when == "call" and report.failed and phases["call"][0] is Verdict.FAIL:
-        reason = _compensation(item, rows, phases["call"][1])
-        if reason:  # recorded as the FAIL it is; the rollup says "compensated", and so does pytest
+        countermeasure = _compensation(item, rows, phases["call"][1])
+        if countermeasure:  # recorded as the FAIL it is; the rollup says "compensated", and so does pytest
             report.outcome = "skipped"
-            report.longrepr = (str(item.path), item.location[1] or 0, f"compensated: {reason}")
+            report.longrepr = (str(item.path), item.location[1] or 0, f"compensated: {countermeasure}")
     elif report.skipped and call.when in phases and isinstance(report.longrepr, tuple):
         # manual, n/a, not-run: a skip to pytest; its message names the verdict, as the harness's junit.xml does
         verdict, reason, _ = phases[call.when]
@@ -428,7 +434,7 @@ def _record(config: pytest.Config, target: str | None, outcome: Outcome, duratio
         if loaded.writer is None:  # not opened yet (or, on an xdist worker, not this worker's target)
             state.pending.append((name, outcome))
         else:
-            loaded.writer.outcome(outcome, duration)  # type: ignore[attr-defined]
+            loaded.writer.outcome(outcome, duration)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -557,8 +563,9 @@ def _open_reports(state: HarnessState, config: pytest.Config, names: list[str]) 
         })
         loaded.run_dir, loaded.writer = run_dir, writer
     for name, outcome in state.pending:
-        if name in names:
-            state.targets[name].writer.outcome(outcome, 0.0)  # type: ignore[union-attr]
+        opened_writer = state.targets[name].writer if name in names else None
+        if opened_writer is not None:
+            opened_writer.outcome(outcome, 0.0)
     state.pending = [(name, outcome) for name, outcome in state.pending if name not in names]
     state.started = True
 
@@ -608,24 +615,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     opened = [loaded for loaded in state.targets.values() if loaded.writer is not None]
     unreached = [item for item in session.items if _rows(item) and not item.stash.get(_RECORDED, False)
-                 and (_target_of(item) is None or state.targets[_target_of(item)].writer is not None)]
+                 and ((name := _target_of(item)) is None or state.targets[name].writer is not None)]
     for item in unreached:  # stopped early (-x, Ctrl-C, SIGTERM, a crash): say so rather than "not tested"
         reason = INTERRUPTED if item.stash.get(_PHASES, None) is not None else NOT_REACHED
         _record(session.config, _target_of(item), Outcome(_test_id(item), _rows(item), Verdict.NOT_RUN, reason))
     for loaded in opened:
-        loaded.writer.end(int(exitstatus), len(unreached), state.stopped_by)  # type: ignore[union-attr]
+        assert loaded.writer is not None and loaded.run_dir is not None  # opened: both exist
+        run_dir = loaded.run_dir
+        loaded.writer.end(int(exitstatus), len(unreached), state.stopped_by)
         try:
-            write_reports(loaded.run_dir)  # type: ignore[arg-type]
-            loaded.holds = load_matrix(loaded.run_dir)["summary"]["gate"]["holds"]  # type: ignore[arg-type]
+            write_reports(run_dir)
+            loaded.holds = load_matrix(run_dir)["summary"]["gate"]["holds"]
         except (OSError, HarnessError) as exc:
             sys.stderr.write(f"could not write the matrix for {loaded.name}: {exc}; rebuild it with "
-                             f"`iec62443 rebuild {loaded.run_dir}`\n")
+                             f"`iec62443 rebuild {run_dir}`\n")
         try:  # `latest`: the run that finished last, not merely the one that started last
-            if _may_take_latest(loaded.run_dir, loaded.partial):  # type: ignore[arg-type]
-                _point_latest(loaded.run_dir)  # type: ignore[arg-type]
+            if _may_take_latest(run_dir, loaded.partial):
+                _point_latest(run_dir)
         except OSError as exc:
-            sys.stderr.write(f"could not point {loaded.run_dir.parent / 'latest'} at this run: "  # type: ignore[union-attr]
-                             f"{exc.strerror}\n")
+            sys.stderr.write(f"could not point {run_dir.parent / 'latest'} at this run: {exc.strerror}\n")
     # The exit status is the gate's (harness.report.gate): a FAIL above SL-T is reported, not fatal. A matrix
     # that could not be written judges nothing: pytest's own status stands then.
     judged = [loaded.holds for loaded in opened]
@@ -702,7 +710,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-
     return xdist.make_scheduler(config, log, list(state.targets))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
     if state is None or not state.started:
         return
@@ -710,17 +718,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     from iec62443_harness.report.summary import render_summary
 
     for loaded in state.targets.values():
-        if loaded.run_dir is None:
+        run_dir = loaded.run_dir
+        if run_dir is None:
             continue  # never started (a worker that stopped before it), said at sessionfinish
         try:
-            matrix = load_matrix(loaded.run_dir)  # type: ignore[arg-type]
+            matrix = load_matrix(run_dir)
         except HarnessError:
             continue  # said at sessionfinish
         terminalreporter.write_sep("=", f"IEC 62443-4-2 matrix: {loaded.name}")
-        terminalreporter.write(render_summary(matrix, loaded.run_dir, terminalreporter.hasmarkup,  # type: ignore[arg-type]
+        terminalreporter.write(render_summary(matrix, run_dir, terminalreporter.hasmarkup,
                                               terminalreporter._tw.fullwidth))
-        latest = loaded.run_dir.parent / "latest"  # type: ignore[union-attr]
-        if loaded.partial and latest.resolve() != loaded.run_dir.resolve():  # type: ignore[union-attr]
+        latest = run_dir.parent / "latest"
+        if loaded.partial and latest.resolve() != run_dir.resolve():
             terminalreporter.write_line(f"{latest} still names {latest.resolve().name}, the last run that was not "
                                         "limited by selection")
     if state.exit_status is not None:

@@ -14,7 +14,7 @@ from typing import IO
 import pytest
 from iec62443_harness.fixtures import progress
 
-_CURRENT = pytest.StashKey[pytest.Item]()
+_CURRENT = pytest.StashKey[pytest.Item | None]()
 
 
 def _terminal(config: pytest.Config) -> IO[str] | None:
@@ -86,7 +86,7 @@ def start(config: pytest.Config) -> None:
 def current(config: pytest.Config, item: pytest.Item | None) -> None:
     """The test now running (its report takes the summaries), or None between tests."""
     if item is None:
-        config.stash.pop(_CURRENT, None)
+        config.stash[_CURRENT] = None
     else:
         config.stash[_CURRENT] = item
 

@@ -8,7 +8,7 @@ A partial run (tests deselected, suites left out) cannot show that a gate holds,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from iec62443_harness.catalogue import FRS
@@ -48,7 +48,7 @@ def below_sl_t(rows: Iterable[Mapping[str, Any]], sl_t: Mapping[str, int]) -> di
     return held
 
 
-def judge(rows: list[Mapping[str, Any]], sl_t: Mapping[str, int], gate: str, partial: bool) -> dict[str, Any]:
+def judge(rows: Sequence[Mapping[str, Any]], sl_t: Mapping[str, int], gate: str, partial: bool) -> dict[str, Any]:
     """The gate's verdict on a matrix: `holds`, the rows that `fail` it, and `why` in one line."""
     failing = failing_rows(rows, sl_t, gate)
     if gate == "none":

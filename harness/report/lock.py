@@ -30,7 +30,8 @@ class RunLock:
     """A held lock; `release()` (or the process ending) frees it."""
 
     def __init__(self, path: Path, fd: int) -> None:
-        self.path, self._fd = path, fd
+        self.path = path
+        self._fd: int | None = fd
 
     @classmethod
     def acquire(cls, path: Path, target: str, run_id: str) -> RunLock:

@@ -121,8 +121,9 @@ def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
 def _outcome(rec: dict[str, Any], where: str) -> tuple[Outcome, Timing]:
     test, verdict, reason = rec.get("test"), rec.get("verdict"), rec.get("reason") or ""
     interface = rec.get("interface")
-    if not isinstance(test, str) or not isinstance(reason, str) or not isinstance(interface, str | None):
-        raise HarnessError(f"{where}: outcome needs string 'test', 'reason' and 'interface'; "
+    if not isinstance(test, str) or not isinstance(reason, str) or not isinstance(interface, str | None) \
+            or not isinstance(verdict, str):
+        raise HarnessError(f"{where}: outcome needs string 'test', 'verdict', 'reason' and 'interface'; "
                            "the file is damaged: rerun the tests")
     try:
         verdict = Verdict(verdict)
@@ -189,7 +190,7 @@ def read_results(path: Path) -> RunRecord:
         elif kind == "end":
             ended = rec["ended"] if isinstance(rec.get("ended"), str) else "unknown"
             exit_status = rec.get("exit_status") if isinstance(rec.get("exit_status"), int) else None
-            unreached = rec.get("unreached") if isinstance(rec.get("unreached"), int) else 0
+            unreached = rec["unreached"] if isinstance(rec.get("unreached"), int) else 0
             stopped_by = rec.get("signal") if isinstance(rec.get("signal"), str) else None
         # other types are ignored: a later minor addition must not stop older readers
     return RunRecord(header=header, outcomes=outcomes, timings=timings, ended=ended, exit_status=exit_status,
