@@ -1,6 +1,7 @@
 """CR 7.7 Least functionality (SL 1-4).
 
-Judges CR 7.7 on every address the device has (its interfaces' hosts and its `networks:`): a TCP connect scan
+Judges CR 7.7 on every address the device has (its interfaces' hosts, its web interfaces' base URLs and its
+`networks:`): a TCP connect scan
 of `scan.tcp_ports` (1-65535 by default) and a request of their own protocol to common industrial and
 management UDP ports (SNMP 161, Modbus 502, IPMI 623, SSDP 1900, mDNS 5353, DNP3 20000, EtherNet/IP 44818,
 BACnet 47808), paced by `safety.rates.scan`; and over can, the identifiers the device sends in a listening

@@ -109,8 +109,11 @@ def _own_address(wanted: object) -> OwnAddress | None:
     if not wanted:
         return None
     reason = unavailable()
-    if reason is None or wanted == "required":
-        return OwnAddress.create()  # LabError with the reason when it cannot be made
+    if reason is None:
+        return OwnAddress.create()
+    if wanted == "required":
+        raise LabError(f"simplc cannot have an address of its own here ({reason}): run as root with iproute2, or "
+                       "set own_address to true to fall back to 127.0.0.1")
     if not _fallback_said:
         _fallback_said = True
         _log.warning("simplc: no address of its own (%s): its TCP services listen on 127.0.0.1, shared with every "
