@@ -45,6 +45,15 @@ def test_matrix_matches_the_profile_oracle(run: tuple[str, dict, str, int]) -> N
     assert not wrong, f"{name}: " + "; ".join(f"{k}: {v}" for k, v in wrong.items())
 
 
+def test_cr_7_7_names_the_debug_monitor_alone(run: tuple[str, dict, str, int]) -> None:
+    name, matrix, _, _ = run
+    if name != "sim-plc-insecure" or unavailable():
+        pytest.skip("only the insecure profile, at an address of its own, runs an undeclared service")
+    reason = _reason(matrix, "CR 7.7")
+    assert reason.startswith("1 open port(s) not declared") and "tcp/9999" in reason, reason
+    assert "SimPLC debug monitor" in reason, reason
+
+
 def test_no_row_errors_against_the_emulator(run: tuple[str, dict, str, int]) -> None:
     name, matrix, stdout, _ = run
     errors = {row["id"]: row["reason"] for row in matrix["rows"] if row["verdict"] == "error"}
