@@ -1,14 +1,14 @@
 """CR 7.7 Least functionality (SL 1-4).
 
-Judges CR 7.7 on every address the device has (its interfaces' hosts and its `networks:`): a TCP connect scan
-of `scan.tcp_ports` (1-65535 by default) and a request of their own protocol to common industrial and
-management UDP ports (SNMP 161, Modbus 502, IPMI 623, SSDP 1900, mDNS 5353, DNP3 20000, EtherNet/IP 44818,
-BACnet 47808), paced by `safety.rates.scan`; and over can, the identifiers the device sends in a listening
-window (`scan.can_listen_s`). Every open port or identifier the target file does not declare under `services:`
-is a FAIL naming it with what answered (banner bytes, protocol guess). An address on loopback is shared with
-every other program of the machine: a scan there proves nothing about the device, so with no address of its
-own CR 7.7 is MANUAL, saying so. Whether each declared service is needed for the intended use is manual too:
-the declaration is the vendor's word.
+Judges CR 7.7 on every address the device has (its interfaces' hosts, its web interfaces' base URLs and its
+`networks:`): a TCP connect scan of `scan.tcp_ports` (1-65535 by default) and a request of their own protocol to
+common industrial and management UDP ports (SNMP 161, Modbus 502, IPMI 623, SSDP 1900, mDNS 5353, DNP3 20000,
+EtherNet/IP 44818, BACnet 47808), paced by `safety.rates.scan`; and over can, the identifiers the device sends in
+a listening window (`scan.can_listen_s`). Every open port or identifier the target file does not declare under
+`services:` is a FAIL naming it with what answered (banner bytes, protocol guess). An address on loopback is
+shared with every other program of the machine: a scan there proves nothing about the device, so with no address
+of its own CR 7.7 is MANUAL, saying so. Whether each declared service is needed for the intended use is manual
+too: the declaration is the vendor's word.
 """
 
 from __future__ import annotations

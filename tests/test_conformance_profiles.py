@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from iec62443_harness.labs.netns import unavailable
 from iec62443_harness.labs.simplc.profile import load_oracle
 from iec62443_harness.target import find_target_file, load_target
 
@@ -36,10 +37,21 @@ def test_matrix_matches_the_profile_oracle(run: tuple[str, dict, str, int]) -> N
     profile = load_target(find_target_file(name)).emulator.profile
     oracle = load_oracle(profile)
     assert oracle, f"profile {profile} has no oracle"
+    if unavailable():  # the target files' own_address falls back to loopback: CR 7.7 cannot scan, so it is manual
+        oracle["CR 7.7"] = "manual"
     got = {row["id"]: row["verdict"] for row in matrix["rows"]}
     wrong = {rid: f"expected {want}, got {got.get(rid)} ({_reason(matrix, rid)})"
              for rid, want in oracle.items() if got.get(rid) != want}
     assert not wrong, f"{name}: " + "; ".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+def test_cr_7_7_names_the_debug_monitor_alone(run: tuple[str, dict, str, int]) -> None:
+    name, matrix, _, _ = run
+    if name != "sim-plc-insecure" or unavailable():
+        pytest.skip("only the insecure profile, at an address of its own, runs an undeclared service")
+    reason = _reason(matrix, "CR 7.7")
+    assert reason.startswith("1 open port(s) not declared") and "tcp/9999" in reason, reason
+    assert "SimPLC debug monitor" in reason, reason
 
 
 def test_no_row_errors_against_the_emulator(run: tuple[str, dict, str, int]) -> None:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from iec62443_harness.fixtures import scan
+from iec62443_harness.fixtures import exposure, scan
 from iec62443_harness.fixtures.safety import Guard, RateBucket
-from iec62443_harness.target import Safety
+from iec62443_harness.target import Safety, find_target_file, load_target
 
 from tests.support import end_process
 
@@ -106,6 +106,22 @@ def test_undeclared_port_fails_named_and_its_twin_passes(devices: Path):
 def test_loopback_and_unspecified_are_shared():
     assert scan.shared_address("127.0.0.1") and scan.shared_address("127.3.4.5") and scan.shared_address("::1")
     assert not scan.shared_address("10.77.0.2")
+
+
+def test_web_interfaces_are_places_and_declare_their_ports():
+    spec = load_target(find_target_file("sim-plc-insecure")).with_endpoints({
+        "modbus_tcp": {"host": "10.62.100.2", "port": 502}, "ssh": {"host": "10.62.100.2", "port": 22},
+        "https": {"base_url": "https://10.62.100.2:443"}, "http": {"base_url": "http://10.62.100.2"}})
+    own, shared = exposure.places(spec)
+    assert [p.address for p in own] == ["10.62.100.2"] and not shared
+    assert exposure.declared_tcp(spec, own[0]) == {22: "ssh", 502: "modbus", 443: "web", 80: "web-http",
+                                                    23: "telnet"}
+    elsewhere = exposure.Place("10.62.101.2", None, "networks.other")  # an interface's port is on its own host only
+    assert exposure.declared_tcp(spec, elsewhere) == {23: "telnet"}
+    web_only = spec.model_copy(update={"interfaces": spec.interfaces.model_copy(update={"modbus_tcp": None,
+                                                                                       "ssh": None})})
+    assert [(p.address, p.source) for p in exposure.places(web_only)[0]] == [("10.62.100.2",
+                                                                              "interfaces.https.base_url")]
 
 
 def test_scan_paces_through_the_scan_bucket():

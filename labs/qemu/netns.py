@@ -13,16 +13,16 @@ leaves the control zone unless it answers an allowed connection.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
-import shutil
 import struct
 import subprocess
-import threading
 from dataclasses import dataclass
 
 from iec62443_harness.labs import LabError
+from iec62443_harness.labs.netns import ip as _ip
+from iec62443_harness.labs.netns import run_in
+from iec62443_harness.labs.netns import unavailable as _unavailable
 
 GUEST_IP = "10.62.1.10"
 GUEST_MAC = "52:54:00:62:44:01"  # how the guest tells its zone NIC from the user-mode one
@@ -37,29 +37,17 @@ table inet conduit {{
     }}
 }}
 """
-_CLONE_NEWNET = 0x40000000
 _TUNSETIFF = 0x400454CA
 _IFF_TAP, _IFF_NO_PI = 0x0002, 0x1000
 
 
 def unavailable() -> str | None:
     """Why zones cannot be made here, or None when they can."""
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    missing = [tool for tool in ("ip", "nft") if not shutil.which(tool)]
-    if missing:
-        return f"{' and '.join(missing)} not installed (apt-get install -y iproute2 nftables)"
+    if reason := _unavailable("nft"):
+        return reason.replace("iproute2", "iproute2 nftables")
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing (no tap devices in this sandbox)"
     return None
-
-
-def _ip(*args: str, ns: str | None = None) -> None:
-    argv = ["ip", *(["-n", ns] if ns else []), *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    if done.returncode != 0:
-        raise LabError(f"{' '.join(argv)} failed ({done.stderr.strip()}): check that network namespaces "
-                       "work here (root, iproute2)")
 
 
 def _in_ns(ns: str, *argv: str, stdin: str | None = None) -> None:
@@ -193,26 +181,15 @@ class Segments:
 
 
 def _open_tap(ns: str, name: str) -> int:
-    """A tap device created inside namespace `ns`: setns in a short-lived thread of our own, since a
-    network namespace is per thread and the rest of the process must stay where it is."""
-    result: dict[str, int | BaseException] = {}
+    """A tap device created inside namespace `ns` (by a thread that entered it: the process stays put)."""
 
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{ns}") as nsf:
-                if libc.setns(nsf.fileno(), _CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            fd = os.open("/dev/net/tun", os.O_RDWR)
-            fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI))
-            result["fd"] = fd
-        except BaseException as exc:  # handed to the caller's thread
-            result["error"] = exc
+    def work() -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI))
+        return fd
 
-    thread = threading.Thread(target=work, name=f"tap-in-{ns}")
-    thread.start()
-    thread.join(10)
-    if "fd" not in result:
-        raise LabError(f"cannot create a tap device in namespace {ns} ({result.get('error', 'timed out')}): "
-                       "check /dev/net/tun and root rights")
-    return int(result["fd"])  # type: ignore[arg-type]
+    try:
+        return run_in(ns, work)
+    except (OSError, LabError) as exc:
+        raise LabError(f"cannot create a tap device in namespace {ns} ({exc}): check /dev/net/tun and root rights") \
+            from None

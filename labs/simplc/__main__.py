@@ -8,7 +8,9 @@ descriptor, a pipe, and close it: how the launcher takes it, so the passwords ne
 fresh temporary one), `--control PATH` (the fault control socket), `--port NAME=PORT` (listen there or
 fail; NAME is modbus_tcp, ssh, debug, telnet, https or http), `--prefer NAME=PORT` (listen there if free),
 `--parent-pid PID` (exit when that process is no longer the parent). TCP services listen on 127.0.0.1, on
-free ports picked in 20000-31999 (below the ephemeral range).
+free ports picked in 20000-31999 (below the ephemeral range); with `--netns NAME --host ADDRESS` they listen at
+ADDRESS inside that network namespace instead (the launcher's `own_address` option makes it), while the
+process itself, its ptys, control socket and syslog stay in the caller's namespace.
 
 Every exit path cleans up: on SIGINT, SIGTERM, SIGHUP or the parent's death (the launcher makes SIGUSR1 the
 parent-death signal, so that it means exactly that; the device also polls its parent) the device first
@@ -39,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from iec62443_harness.labs import LabError
+from iec62443_harness.labs.netns import run_in
 from iec62443_harness.labs.simplc.canbus import CanNode
 from iec62443_harness.labs.simplc.debug_service import serve_debug
 from iec62443_harness.labs.simplc.device import Device, provision_passwords
@@ -82,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=_name_port, action="append", default=[], help="NAME=PORT, required")
     parser.add_argument("--prefer", type=_name_port, action="append", default=[], help="NAME=PORT, if free")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is no longer the parent")
+    parser.add_argument("--host", default=HOST, help="the address TCP services listen at (default 127.0.0.1)")
+    parser.add_argument("--netns", help="listen inside this network namespace (/run/netns/NAME; root only)")
     return parser.parse_args(argv)
 
 
@@ -109,16 +114,26 @@ def open_port(name: str, required: int | None, preferred: int | None, bind: Call
                    "free some ports")
 
 
-def _listen_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT from a previous run is fine
-        sock.bind((HOST, port))
-        sock.listen(64)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+class Listener:
+    """Listening TCP sockets at the device's address: made inside its namespace when it has one (a socket stays
+    in the namespace it was made in, whichever thread uses it later)."""
+
+    def __init__(self, host: str = HOST, netns: str | None = None) -> None:
+        self.host, self.netns = host, netns
+
+    def __call__(self, port: int) -> socket.socket:
+        return run_in(self.netns, lambda: self._make(port)) if self.netns else self._make(port)
+
+    def _make(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT from a previous run is fine
+            sock.bind((self.host, port))
+            sock.listen(64)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
 
 def _write_ready(path: Path, info: dict[str, Any]) -> None:
@@ -208,6 +223,7 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
     running = profile.firmware_version
     device.firmware.reference = kit.sign("firmware", running, payload_for(running))  # the self-test's known answer
     device.faults.set(args.fault)
+    listen, host = Listener(args.host, args.netns), args.host
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(device.audit.close)
         device.control.start()
@@ -216,7 +232,7 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
         service = ModbusService(device)
         tcp = ModbusTcpServer(service)
         await tcp.start(open_port("modbus_tcp", required.get("modbus_tcp"), preferred.get("modbus_tcp"),
-                                  _listen_socket))
+                                  listen))
         stack.callback(tcp.close)
         rtu = ModbusRtuLine(service)
         stack.callback(rtu.close)
@@ -224,10 +240,10 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
         stack.callback(can.close)
         extra: dict[str, Any] = {}
         if profile.extra_service:
-            debug_sock = open_port("debug", required.get("debug"), preferred.get("debug"), _listen_socket)
+            debug_sock = open_port("debug", required.get("debug"), preferred.get("debug"), listen)
             debug = await serve_debug(device, debug_sock)
             stack.callback(debug.close)
-            extra["debug"] = {"host": HOST, "port": debug_sock.getsockname()[1], "protocol": "tcp"}
+            extra["debug"] = {"host": host, "port": debug_sock.getsockname()[1], "protocol": "tcp"}
 
         control_path = str(args.control or run_dir.file("control.sock"))
         if args.control:
@@ -241,28 +257,28 @@ async def _serve(args: argparse.Namespace, profile: Any, required: dict[str, int
         from iec62443_harness.labs.simplc.ssh import serve_ssh
 
         ssh = await loop.run_in_executor(None, lambda: open_port(
-            "ssh", required.get("ssh"), preferred.get("ssh"), lambda port: serve_ssh(device, HOST, port)))
+            "ssh", required.get("ssh"), preferred.get("ssh"), lambda port: serve_ssh(device, host, port, listen(port))))
         stack.push_async_callback(loop.run_in_executor, None, ssh.close)
         console = await loop.run_in_executor(None, serve_console, device)
         stack.push_async_callback(loop.run_in_executor, None, console.close)
         endpoints: dict[str, dict[str, Any]] = {
-            "modbus_tcp": {"host": HOST, "port": tcp.port},
+            "modbus_tcp": {"host": host, "port": tcp.port},
             "modbus_rtu": {"url": rtu.path},
             "can": {"channel": can.path},
-            "ssh": {"host": HOST, "port": ssh.port},
+            "ssh": {"host": host, "port": ssh.port},
             "console": {"url": console.path},
         }
         if profile.telnet_login:
             from iec62443_harness.labs.simplc.telnet import serve_telnet
 
-            telnet_sock = open_port("telnet", required.get("telnet"), preferred.get("telnet"), _listen_socket)
+            telnet_sock = open_port("telnet", required.get("telnet"), preferred.get("telnet"), listen)
             telnet = serve_telnet(device, telnet_sock)
             stack.push_async_callback(loop.run_in_executor, None, telnet.close)
-            endpoints["telnet"] = {"host": HOST, "port": telnet.port}
+            endpoints["telnet"] = {"host": host, "port": telnet.port}
         from iec62443_harness.labs.simplc.web import serve_web
 
-        https_sock = open_port("https", required.get("https"), preferred.get("https"), _listen_socket)
-        http_sock = open_port("http", required.get("http"), preferred.get("http"), _listen_socket) \
+        https_sock = open_port("https", required.get("https"), preferred.get("https"), listen)
+        http_sock = open_port("http", required.get("http"), preferred.get("http"), listen) \
             if profile.web_plain_http else None
         web = await loop.run_in_executor(None, serve_web, device, https_sock, http_sock)  # makes a key: off the loop
         stack.push_async_callback(loop.run_in_executor, None, web.close)

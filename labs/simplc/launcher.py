@@ -12,6 +12,14 @@ SIGKILL) gets SIGUSR1 from the kernel (its parent-death signal), removes its run
 `options`: `{"ports": {"modbus_tcp": 15020, "ssh": 15022, "debug": 15023, "telnet": 15024, "https": 15443,
 "http": 15080}}` to require fixed ports;
 otherwise free ports are picked in 20000-31999.
+
+`{"own_address": true}`: the device's TCP services listen at an address of its own, 10.62.N.2, in a network
+namespace made for it with a veth pair to the harness's side, 10.62.N.1 (`labs/netns.py` OwnAddress), on their
+well-known ports (modbus 502, ssh 22, telnet 23, http 80, https 443; the insecure profile's debug monitor 9999)
+unless `ports` says otherwise. The namespace lives as long as the `SimplcRunning`: a restart keeps the address
+and the ports; stop() removes it, and a namespace left by a killed harness is swept by the next start. Where no
+namespace can be made (not root, no iproute2) the device stays on 127.0.0.1, said once in the log;
+`"own_address": "required"` fails instead. The ptys, the control socket and syslog are unchanged either way.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import atexit
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import select
 import shutil
@@ -37,14 +46,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from iec62443_harness.labs import LabError
+from iec62443_harness.labs.netns import OwnAddress, unavailable
 from iec62443_harness.labs.simplc.faults import NAMES as FAULT_NAMES
 from iec62443_harness.labs.simplc.profile import available, load_profile
 
 READY_TIMEOUT_S = 10.0  # ready in well under 1 s here; leave room for a loaded 2-core machine
 CHECK_TIMEOUT_S = 3.0
 STOP_GRACE_S = 3.0
-OPTIONS = ("ports",)
+OPTIONS = ("ports", "own_address")
 PORT_NAMES = ("modbus_tcp", "ssh", "debug", "telnet", "https", "http")
+WELL_KNOWN_PORTS = {"modbus_tcp": 502, "ssh": 22, "telnet": 23, "http": 80, "https": 443, "debug": 9999}
 HEARTBEAT_ID = 0x705
 CONSOLE_PROMPT = b"login: "
 MAX_READY_BYTES = 1 << 20
@@ -52,6 +63,8 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before any fork
 
 _running: set[SimplcRunning] = set()
+_log = logging.getLogger(__name__)
+_fallback_said = False
 
 
 def _signal_parent_death() -> None:
@@ -78,15 +91,41 @@ def start(profile: str, faults: tuple[str, ...] = (), options: dict[str, Any] | 
     if bad := [n for n, p in ports.items() if n not in PORT_NAMES or not isinstance(p, int) or not 0 < p < 65536]:
         raise LabError(f"bad simplc port option(s) {', '.join(map(str, bad))}: give {{NAME: PORT}} with NAME one of "
                        f"{', '.join(PORT_NAMES)}")
-    running = SimplcRunning(profile, tuple(faults), ports, syslog)
-    running.launch()
+    own = _own_address(options.get("own_address", False))
+    running = SimplcRunning(profile, tuple(faults), ports, syslog, own)
+    try:
+        running.launch()
+    except BaseException:
+        running.stop()
+        raise
     return running
+
+
+def _own_address(wanted: object) -> OwnAddress | None:
+    """A namespace of the device's own when asked for and possible; None: loopback, as without the option."""
+    global _fallback_said
+    if wanted not in (True, False, "required"):
+        raise LabError(f"simplc option own_address is {wanted!r}: give true, false or required")
+    if not wanted:
+        return None
+    reason = unavailable()
+    if reason is None:
+        return OwnAddress.create()
+    if wanted == "required":
+        raise LabError(f"simplc cannot have an address of its own here ({reason}): run as root with iproute2, or "
+                       "set own_address to true to fall back to 127.0.0.1")
+    if not _fallback_said:
+        _fallback_said = True
+        _log.warning("simplc: no address of its own (%s): its TCP services listen on 127.0.0.1, shared with every "
+                     "other program, so a port scan there (CR 7.7) proves nothing", reason)
+    return None
 
 
 class SimplcRunning:
     def __init__(self, profile: str, faults: tuple[str, ...], ports: dict[str, int],
-                 syslog: tuple[str, int] | None) -> None:
+                 syslog: tuple[str, int] | None, own: OwnAddress | None = None) -> None:
         self.profile = profile
+        self.own = own  # the device's own address and namespace, kept across restarts
         self.faults = faults
         self.ports = ports
         self.syslog = syslog
@@ -116,6 +155,10 @@ class SimplcRunning:
                 for a in ("--prefer", f"{name}={port}")]
         if self.syslog:
             cmd += ["--syslog", f"{self.syslog[0]}:{self.syslog[1]}"]
+        if self.own is not None:
+            cmd += ["--netns", self.own.name, "--host", self.own.address]
+            cmd += [a for name, port in WELL_KNOWN_PORTS.items() if name not in self.ports and name not in
+                    (preferred or {}) for a in ("--prefer", f"{name}={port}")]
         # Passwords: the device provisions its own, except those kept from before a restart; never ones
         # that happen to be exported in the harness's environment.
         account_vars = {a.env for a in load_profile(self.profile).accounts}
@@ -139,7 +182,7 @@ class SimplcRunning:
             for name in self.faults:
                 self.set_fault(name)
         except BaseException:
-            self.stop()
+            self._halt()
             raise
         finally:
             os.close(ready_r)
@@ -184,8 +227,15 @@ class SimplcRunning:
                                f"{type(error).__name__}: {error}")
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
         _running.discard(self)
+        self._halt()
+        if self.own is not None:
+            self.own.destroy()
+            self.own = None
+
+    def _halt(self) -> None:
+        """End the device process (its whole group) and remove its run directory; its namespace stays."""
+        proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -210,7 +260,7 @@ class SimplcRunning:
                      "telnet": self.endpoints.get("telnet", {}).get("port"),
                      **{name: urlsplit(self.endpoints[name]["base_url"]).port for name in ("https", "http")
                         if name in self.endpoints}}
-        self.stop()
+        self._halt()
         self.fault = None
         self.launch({name: port for name, port in preferred.items() if port})
 

@@ -1,4 +1,4 @@
-"""Modbus TCP (127.0.0.1) and Modbus RTU (a pty) in front of the shared process image, unit id 1.
+"""Modbus TCP (at the device's address) and Modbus RTU (a pty) in front of the shared process image, unit id 1.
 
 pymodbus 3.16 does the protocol work: its RTU framer (frame size and CRC), its request decoder, and each
 request PDU's own `datastore_update`, run against the `ProcessImage`. The connection handling around it

@@ -208,7 +208,8 @@ def _reset(sock: socket.socket) -> None:
 
 
 class Server:
-    def __init__(self, device: Any, host: str, port: int, login_grace_s: float = LOGIN_GRACE_S) -> None:
+    def __init__(self, device: Any, host: str, port: int, login_grace_s: float = LOGIN_GRACE_S,
+                 listener: socket.socket | None = None) -> None:
         self.device = device
         self.login_grace_s = login_grace_s
         self.host_key = paramiko.ECDSAKey.generate()  # fresh host keys every start
@@ -217,7 +218,7 @@ class Server:
             self.host_keys.append(_RSAKeySHA1(key=paramiko.RSAKey.generate(2048).key))
         digest = hashlib.sha256(self.host_key.asbytes()).digest()
         self.fingerprint = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-        self._listener = socket.create_server((host, port), backlog=64)
+        self._listener = listener or socket.create_server((host, port), backlog=64)
         self._listener.settimeout(POLL_S)
         self.host, self.port = self._listener.getsockname()[:2]
         self._closed = threading.Event()
@@ -407,6 +408,7 @@ class Server:
             port.channel.send_exit_status(result.status)
 
 
-def serve_ssh(device: Any, host: str, port: int) -> Server:
-    """Start the SSH server; it is listening when this returns. `port` 0 picks a free one (see .port)."""
-    return Server(device, host, port)
+def serve_ssh(device: Any, host: str, port: int, listener: socket.socket | None = None) -> Server:
+    """Start the SSH server; it is listening when this returns. `port` 0 picks a free one (see .port); a
+    `listener` already bound there (inside the device's namespace) is used as it is."""
+    return Server(device, host, port, listener=listener)

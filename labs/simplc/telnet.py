@@ -1,6 +1,6 @@
 """A plaintext, telnet-style login port (profile `telnet_login`; the insecure profile): CR 4.1 and 7.7.
 
-TCP on 127.0.0.1. Each connection is greeted with the banner (if any) and `login: `, then `Password: `;
+TCP, device address. Each connection is greeted with the banner (if any) and `login: `, then `Password: `;
 everything, the password included, travels in clear text. After a good login the same management shell
 runs as on SSH and the console (a registered session: limit, idle timeout, kill). Three failed logins, or
 `LOGIN_TIMEOUT_S` without one, close the connection. Telnet negotiation (IAC sequences) is accepted and
