@@ -1,12 +1,17 @@
 """CR 2.6 Remote session termination (SL 2-4).
 
-Judges CR 2.6 over ssh: an administrator ends another user's remote session. An ordinary account holds an
-interactive ssh shell; the administrator lists the sessions (`session_list`), finds that one (its user,
+Judges CR 2.6 over ssh and https. Over ssh: an administrator ends another user's remote session. An ordinary
+account holds an interactive ssh shell; the administrator lists the sessions (`session_list`), finds that one (its user,
 and the client's own port when the list shows it) and ends it (`session_kill`); the shell must then be
 closed by the device within `timeouts.reply_s`. Meanwhile the shell is kept busy with blank lines, so an
 idle timeout cannot end it in the kill's place.
-The automatic termination after inactivity is judged with CR 2.5. Manual when the target file declares
-no session operations.
+Over https (the web-management interface): the user who opened a web session ends it (the standard's "manually
+by the user that initiated the session"): after the declared logout (`login.logout`), the session id, replayed
+alone from another client to the session probe page, must give no session. Not run when the target file declares
+no logout request. An administrator's ending of another user's web session is not exercised over https: the
+target file has no way to declare one (the ssh test judges the administrator's kill).
+The automatic termination after inactivity is judged with CR 2.5 (over https too). Manual when the target file
+declares no session operations.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from iec62443_harness.fixtures.drivers.errors import ConnectionLost
 from iec62443_harness.fixtures.outcomes import not_run
 from iec62443_harness.fixtures.roles import allowed_account
 from iec62443_harness.fixtures.sessions import open_shell, ordinary_account, shell_prompt
+from iec62443_harness.fixtures.web_sessions import confirmed_session, replayed_alive, web_record
 
 KEEP_BUSY_S = 0.3  # how often the victim's shell gets a blank line while the kill takes effect
 
@@ -73,3 +79,18 @@ def test_administrator_ends_a_session(target, ssh, shell, evidence):
     evidence.add("check", f"{admin.username} killed session {sid} of {victim.username}: {killed.strip()[:100]!r}; "
                           f"the shell {'closed' if closed else 'was still open'} {elapsed:.2f} s later")
     assert closed, f"{victim.username}'s session is still open {elapsed:.1f} s after the administrator ended it"
+
+
+@pytest.mark.judges("CR 2.6", over=["https"])
+def test_web_session_ends_at_logout(target, https, interface, evidence):
+    rec = web_record(target, interface, "session_cookie", "session_probe")
+    if rec.login.logout is None:
+        not_run(f"interfaces.{interface}.login.logout is not declared: the harness knows no way to end a web session "
+                "(a web interface without a logout cannot be judged here; declare it if it has one)")
+    creds = ordinary_account(target)
+    with confirmed_session(https, creds) as session:
+        sid = session.session_id
+        answer = session.logout()
+        evidence.add("check", f"{creds.username} logged out: status {answer.status}")
+    assert not replayed_alive(https, sid, evidence, "after logout"), (
+        f"{creds.username}'s web session still works after the user logged out: it was never ended")
