@@ -35,6 +35,19 @@ EXPECTED = {
     "test_session_cookie_attributes[https]": ("pass", "fail", "lacks Secure, HttpOnly"),
     "test_forged_request_refused[https]": ("pass", "fail", "without its CSRF token"),
     "test_plain_http_gives_no_session[http]": ("n/a", "fail", "over plain http"),
+    # FR1/FR2 over https (CR 1.1, 1.5, 1.10, 1.11, 2.5, 2.6, 2.7; CR 2.8's, parametrized by category, are not here)
+    "test_web_serves_nothing_without_login[https]": ("pass", "pass", ""),
+    "test_each_web_account_is_an_individual[https]": ("pass", "pass", ""),
+    "test_password_alone_is_not_enough_on_the_web[https]": ("fail", "fail", "no second factor"),
+    "test_default_credentials_refused[https]": ("pass", "fail", "admin/'admin'"),
+    "test_web_login_obscures_the_password[https]": ("pass", "pass", ""),
+    "test_same_reply_for_unknown_user_and_wrong_password[https]": ("pass", "fail", "Unknown user"),
+    "test_reply_time_does_not_reveal_accounts[https]": ("pass", "fail", "reply time tells an unknown user"),
+    "test_account_locks_and_unlocks_in_time[https]": ("pass", "fail", "still accepts the right password"),
+    "test_administrator_unlocks[https]": ("pass", "fail", "did not lock"),
+    "test_idle_web_session_ends[https]": ("pass", "fail", "still usable"),
+    "test_web_session_ends_at_logout[https]": ("pass", "fail", "after the user logged out"),
+    "test_web_sessions_beyond_the_limit_are_refused[https]": ("pass", "fail", "declares no limit"),
 }
 
 
