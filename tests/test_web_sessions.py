@@ -19,8 +19,9 @@ from iec62443_harness.fixtures.drivers.http import (
     without_nonces,
 )
 from iec62443_harness.fixtures.login import LoginSurface
+from iec62443_harness.fixtures.outcomes import Manual
 from iec62443_harness.fixtures.registry import Registry
-from iec62443_harness.fixtures.web_sessions import replayed_alive
+from iec62443_harness.fixtures.web_sessions import end_quietly, replayed_alive, web_record
 from iec62443_harness.target import TargetSpec
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,11 +95,7 @@ def test_a_users_web_sessions_are_limited_and_a_logout_frees_one(sl2: labs.Runni
         third.logout()
     finally:
         for s in (first, second):
-            s.close()
-        second_logout = driver(registry(sl2))
-        with second_logout.client() as c:  # the second session's id, logged out from a client of its own
-            c.jar["sid"] = second.session_id or ""
-            second_logout.logout(c)
+            end_quietly(https, s)  # logged out (again), so the next test finds no session of engineer
 
 
 def test_an_ended_session_is_refused_when_replayed_and_attempts_log_out(sl2: labs.Running) -> None:
@@ -133,3 +130,32 @@ def test_a_certificate_changed_mid_run_is_refused(pinned: bool) -> None:
         assert not any("login engineer" in line for line in evidence.lines()), "a request was written"
     finally:
         running.stop()
+
+
+# --- what the target file must declare
+
+
+class _Target:
+    def __init__(self, **web: object) -> None:
+        self.record = TargetSpec.model_validate({
+            "identity": {"vendor": "T", "model": "M", "firmware": "1"}, "component_type": "embedded_device",
+            "security_level": 2, "interfaces": {"https": {"base_url": "https://127.0.0.1:1", **web}}}).interfaces.https
+
+    def require(self, interface: str):  # type: ignore[no-untyped-def]
+        return self.record
+
+
+@pytest.mark.parametrize(("web", "named"), [
+    ({}, "interfaces.https.login is not declared"),
+    ({"login": {k: v for k, v in LOGIN.items() if k != "logout"}}, "interfaces.https.login.logout is not declared"),
+    ({"login": LOGIN}, "interfaces.https.session_cookie is not declared"),
+])
+def test_a_missing_declaration_is_manual_and_named(web: dict, named: str) -> None:
+    with pytest.raises(Manual, match=named) as ended:
+        web_record(_Target(**web), "https", "session_cookie" if "session_cookie" in named else "logout")
+    assert any("Declare" in step for step in ended.value.checklist)
+
+
+def test_a_complete_declaration_is_returned() -> None:
+    target = _Target(login=LOGIN, session_cookie="sid")
+    assert web_record(target, "https", "session_cookie", "session_probe", "logout") is target.record
