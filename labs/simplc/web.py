@@ -9,7 +9,8 @@ One UI on the device's accounts, roles and audit log (the shell's), stdlib `http
     POST /login      username, password (and csrf_token): `Accounts.authenticate`, so lockout and the audit
                      records (login_ok, login_failed, account_locked) are the shell's. Accepted: 303 to /status;
                      refused: the form again, "Login incorrect" (with `reveal_unknown_user`: "Unknown user",
-                     "Wrong password", "Account locked", "Account disabled")
+                     "Wrong password", "Account locked", "Account disabled"); accepted beyond the user's
+                     `max_sessions` live web sessions: the form again, "Too many sessions"
     GET  /status     logged in: "Logged in as USER (ROLE)", firmware, coil 0, the location label, the token and
                      the location form; otherwise 303 to /login (the session probe)
     POST /logout     303 to /login; audited `logout`
