@@ -45,16 +45,22 @@ def find_session(listing: str, username: str, port: int) -> str | None:
     return None
 
 
-@pytest.mark.judges("CR 2.6", over=["ssh"])
-def test_administrator_ends_a_session(target, ssh, shell, evidence):
-    shell.require("session_list", "session_kill", checklist=[
-        "Open a remote session as an ordinary user.",
-        "As an administrator, find that session and end it (management tool, web UI, command).",
-        "Confirm the session is closed at once and cannot be used any more, and that the kill is audited."])
+def _administrator(target, shell, checklist: list[str]):  # type: ignore[no-untyped-def]
+    """The account that ends sessions, once the shell is seen to offer it and the target file allows the change."""
+    shell.require("session_list", "session_kill", checklist=checklist)
     target.guard("ssh").require("config_changes")  # ending a session changes the device: asked before any byte
     admin = allowed_account(target, "session_kill")
     if admin is None:
         not_run("no declared normal account may end sessions (session_kill in policies.roles)")
+    return admin
+
+
+@pytest.mark.judges("CR 2.6", over=["ssh"])
+def test_administrator_ends_a_session(target, ssh, shell, evidence):
+    admin = _administrator(target, shell, [
+        "Open a remote session as an ordinary user.",
+        "As an administrator, find that session and end it (management tool, web UI, command).",
+        "Confirm the session is closed at once and cannot be used any more, and that the kill is audited."])
     victim = ordinary_account(target)
     prompt = shell_prompt(target)
     with contextlib.ExitStack() as stack:
@@ -103,14 +109,10 @@ def test_web_session_ends_at_logout(target, https, interface, evidence):
 @pytest.mark.judges("CR 2.6", over=["https"], alternative="termination")
 def test_administrator_ends_a_web_session(target, https, shell, interface, evidence):
     web_record(target, interface, "session_cookie", "session_probe")
-    shell.require("session_list", "session_kill", checklist=[
+    admin = _administrator(target, shell, [
         "Log in to the web interface as an ordinary user.",
         "As an administrator, find that web session and end it (the web UI's session page, or a command).",
         "Confirm a request carrying the ended session's cookie is refused."])
-    target.guard("ssh").require("config_changes")  # ending a session changes the device: asked before any byte
-    admin = allowed_account(target, "session_kill")
-    if admin is None:
-        not_run("no declared normal account may end sessions (session_kill in policies.roles)")
     victim = ordinary_account(target)
     session = confirmed_session(https, victim)
     try:
