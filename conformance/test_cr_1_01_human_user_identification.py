@@ -9,10 +9,16 @@ Judges, over every interface the target declares:
   declares a compensating countermeasure for them (the rollup then says "compensated", with the
   justification). Only the protocol's own "not for you" is a refusal (Modbus exception 01, CANopen abort
   0x06010000); any other exception or abort, or silence, is inconclusive (ERROR).
-- RE(1): each declared account logs in as itself (the shell's `whoami` names that user, not a shared one);
-  not run with fewer than two declared accounts.
-- RE(2): password alone does not open an ssh session: a login the server takes as complete fails, one that
-  it takes as one factor and asks for another (partial success) passes.
+- CR 1.1, over https (the web-management interface): nothing but the login page is served without a session.
+  A client that never logged in asks for the session probe page (`login.session_probe`: a 2xx answer other than
+  the login form is served anonymously, a FAIL) and, with `safety.allow_config_changes`, sends the declared
+  state-changing request (`protected_action`, with the visitor's own anti-CSRF token, so only the missing login
+  can refuse it): taken is a FAIL. First a declared account is shown to log in, the probe page naming it (else
+  the refusals would prove nothing: ERROR). Plain http is not judged here (no password is sent there).
+- RE(1): each declared account logs in as itself (the shell's `whoami` names that user, not a shared one;
+  over https the session probe page names it); not run with fewer than two declared accounts.
+- RE(2): password alone does not open an ssh or web (https) session: a login the server takes as complete
+  fails, one that it takes as one factor and asks for another (ssh's partial success) passes.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import secrets
 
 import pytest
 from iec62443_harness.fixtures.canopen import sdo_upload, show, upload_refused
+from iec62443_harness.fixtures.drivers.http import WebLoginOutcome, input_type
 from iec62443_harness.fixtures.login import LoginSurface, accepted, modbus_read_refused, refused
-from iec62443_harness.fixtures.outcomes import inconclusive, not_run
+from iec62443_harness.fixtures.outcomes import inconclusive, manual, not_run
+from iec62443_harness.fixtures.web_sessions import end_quietly, web_record
 
 MARGIN_S = 0.5
 
@@ -104,3 +112,85 @@ def test_password_alone_is_not_enough(target, ssh, evidence):
         inconclusive(f"{creds.username}'s declared password is refused over ssh ({result.outcome}), so "
                            "whether it is enough cannot be seen: check the credential in the target file")
     assert not accepted(result), "a password alone opens an ssh session: no second factor is required"
+
+
+def _probe_page(https, client):  # type: ignore[no-untyped-def]
+    """The session probe page as `client` is shown it (no redirect followed)."""
+    return client.request("GET", https.login_form.session_probe, follow=False, note="session probe page")
+
+
+def _web_identifies(https, creds, evidence) -> bool:  # type: ignore[no-untyped-def]
+    """Log in as `creds`; whether the probe page is served and names that user (then log out)."""
+    session = https.session(creds.username, creds.password)
+    try:
+        page = _probe_page(https, session.client)
+        marker = re.search(https.login_form.session_probe_marker, page.text) is not None
+        named = re.search(rf"\b{re.escape(creds.username)}\b", page.text) is not None
+        evidence.add("check", f"{creds.username} logged in: probe page status {page.status}, marker "
+                              f"{'seen' if marker else 'absent'}, user {'named' if named else 'NOT named'}")
+        return 200 <= page.status < 300 and marker and named
+    finally:
+        end_quietly(https, session)
+
+
+@pytest.mark.judges("CR 1.1", over=["https"])
+def test_web_serves_nothing_without_login(target, https, interface, evidence):
+    rec = web_record(target, interface, "session_probe")
+    accounts = [c for c in target.accounts(purpose="normal") if c.password]
+    if not accounts:
+        not_run("the target file declares no normal account with a password to show a login is what opens the pages")
+    if not _web_identifies(https, accounts[0], evidence):
+        inconclusive(f"the probe page {rec.login.session_probe} does not show {accounts[0].username} logged in after "
+                     f"a login: a refusal without one would prove nothing; check interfaces.{interface}.login")
+    with https.client() as anonymous:
+        page = _probe_page(https, anonymous)
+        login_form = input_type(page.text, rec.login.password_field) is not None
+        served = 200 <= page.status < 300 and not login_form
+        evidence.add("check", f"no login: {rec.login.session_probe} -> status {page.status}"
+                              f"{' (the login form)' if login_form else ''}")
+        if page.status == 404 or page.status >= 500:
+            inconclusive(f"{rec.login.session_probe} answered {page.status} without a login: neither served nor "
+                         "refused for want of one")
+        assert not served, f"the web interface serves {rec.login.session_probe} to a client that never logged in"
+        action = rec.protected_action
+        if action is None or not target.spec.safety.allow_config_changes:
+            evidence.add("check", "the state-changing request was not sent (no protected_action, or "
+                                  "safety.allow_config_changes is false)")
+            return
+        tried = https.action(anonymous, action, note="with no login")
+    evidence.add("check", f"no login: {action.method} {action.path} -> {'TAKEN' if tried.done else 'not taken'} "
+                          f"({tried.detail})")
+    assert not tried.done, f"the web interface takes {action.method} {action.path} from a client that never logged in"
+
+
+@pytest.mark.judges("CR 1.1 RE(1)", over=["https"])
+def test_each_web_account_is_an_individual(target, https, interface, evidence):
+    web_record(target, interface, "session_probe")
+    accounts = [c for c in target.accounts(purpose="normal") if c.password]
+    if len({c.username for c in accounts}) < 2:
+        not_run("the target file declares fewer than two normal accounts with a password: individual "
+                "identification cannot be told from a single account")
+    anonymous = [c.username for c in accounts if not _web_identifies(https, c, evidence)]
+    assert not anonymous, f"a web session does not name its user on {https.login_form.session_probe}: " \
+                          f"{', '.join(anonymous)}"
+
+
+@pytest.mark.judges("CR 1.1 RE(2)", over=["https"])
+def test_password_alone_is_not_enough_on_the_web(target, https, interface, evidence):
+    web_record(target, interface)
+    creds = target.admin() or target.accounts()[0]
+    with https.client() as client:
+        result = https.login_on(client, creds.username, creds.password)
+        if result.outcome is WebLoginOutcome.ACCEPTED and https.login_form.logout is not None:
+            https.logout(client)
+    evidence.add("check", f"password of {creds.username} alone over {interface} -> {result.outcome} ({result.detail})")
+    if result.outcome is WebLoginOutcome.UNRECOGNISED:
+        manual(f"the answer to {creds.username}'s password over {interface} matches neither login marker "
+               f"({result.detail}): perhaps a second-factor step, which the target file cannot describe", [
+                   f"Log in over {interface} with {creds.username}'s password and confirm a second factor is asked "
+                   "for before any page of the device is served."])
+    if result.outcome is not WebLoginOutcome.ACCEPTED:
+        inconclusive(f"{creds.username}'s declared password is refused over {interface} ({result.outcome}: "
+                     f"{result.detail}): whether it is enough cannot be seen; check the credential")
+    assert result.outcome is not WebLoginOutcome.ACCEPTED, (
+        f"a password alone opens a web session of {creds.username} over {interface}: no second factor is required")

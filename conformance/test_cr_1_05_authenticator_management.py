@@ -1,6 +1,8 @@
 """CR 1.5 Authenticator management (SL 1-4) and CR 1.5 RE(1) Hardware security for authenticators (SL 3-4).
 
-Judges CR 1.5 over ssh and the serial console: no well-known default credential logs in. The list is
+Judges CR 1.5 over ssh, the serial console and the web login (https; never plain http, where a password would
+cross the wire in clear): no well-known default credential logs in (a web login is judged by the target file's
+login markers, and one accepted is logged out again). The list is
 `harness/data/default-credentials.csv` (common ICS/IoT factory defaults) plus the vendor's own published
 defaults from `policies.default_credentials`. Sweeps never lock an account the run needs: for a username
 the target file declares, a correct login resets the failure count before the lockout threshold is
@@ -43,7 +45,7 @@ def _reset(login, creds) -> None:  # type: ignore[no-untyped-def]
                            f"{login.interface} during the sweep (locked, or a wrong credential): check the account")
 
 
-@pytest.mark.judges("CR 1.5", over=["ssh", "console"])
+@pytest.mark.judges("CR 1.5", over=["ssh", "console", "https"])
 def test_default_credentials_refused(target, login, evidence):
     policy = target.spec.policies.lockout
     per_round = max(1, policy.threshold - 1) if policy else 10**6

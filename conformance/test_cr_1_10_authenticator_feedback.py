@@ -1,10 +1,12 @@
 """CR 1.10 Authenticator feedback (SL 1-4).
 
-Judges CR 1.10 over the serial console and ssh: the authenticator is obscured during entry (no password
-echo on the console), a failed login gives the same reply for an unknown user as for a wrong password
-(it must not reveal which accounts exist: over ssh what the server sent, its answer, the methods it offers
-next and its banner; on the console the text it printed), and the time to that reply does not tell them
-apart either: interleaved attempts of both kinds (the dedicated `lockout_test` account for the wrong
+Judges CR 1.10 over the serial console, ssh and the web login (https): the authenticator is obscured during
+entry (no password echo on the console; on the web login page the password field is an `<input type=password>`),
+a failed login gives the same reply for an unknown user as for a wrong password (it must not reveal which
+accounts exist: over ssh what the server sent, its answer, the methods it offers next and its banner; on the
+console the text it printed; on the web the status and the page, the values of its hidden inputs, anti-CSRF
+tokens and nonces, masked), and the time to that reply does not tell them apart either (ssh, https):
+interleaved attempts of both kinds (the dedicated `lockout_test` account for the wrong
 passwords, shown first to log in with its right password, its failure count reset before the lockout
 threshold), medians compared against their spread; the figures are in the evidence. At most SAMPLES attempts of
 each kind, and no more than MIN_SAMPLES once TIME_BOUND_S has passed (a device that delays every failed login).
@@ -19,7 +21,8 @@ import statistics
 import time
 
 import pytest
-from iec62443_harness.fixtures.outcomes import inconclusive, not_run
+from iec62443_harness.fixtures.drivers.http import input_type
+from iec62443_harness.fixtures.outcomes import inconclusive, manual, not_run
 
 SAMPLES = 24  # per kind at most; enough for a median whose spread we can state
 MIN_SAMPLES = 5  # per kind at least, however slow each failed login is
@@ -58,6 +61,13 @@ def _wrong() -> str:
     return "wrong-" + secrets.token_urlsafe(9)
 
 
+def _difference(a: str, b: str, context: int = 40) -> str:
+    """Where two replies part, with a little context: a login page is long, the difference a few words."""
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    start = max(0, at - context)
+    return f"unknown user ...{a[start:at + context]!r}... vs wrong password ...{b[start:at + context]!r}..."
+
+
 def _normalise(reply: str, username: str) -> str:
     text = reply.replace(username, "<user>")
     return re.sub(r"\s+", " ", text).strip()
@@ -74,7 +84,24 @@ def test_console_does_not_echo_the_password(target, login, evidence):
     assert not attempt.password_echoed, "the console echoes the password as it is typed"
 
 
-@pytest.mark.judges("CR 1.10", over=["ssh", "console"])
+@pytest.mark.judges("CR 1.10", over=["https"])
+def test_web_login_obscures_the_password(target, https, interface, evidence):
+    form = target.require(interface).login
+    if form is None or form.encoding == "json":
+        why = "is not declared" if form is None else "is a JSON API: the page a browser types into is not its own"
+        manual(f"interfaces.{interface}.login {why}, so the harness cannot read the password field",
+               ["Open the web login page and confirm the password is shown masked as it is typed."])
+    with https.client() as client:  # no login: the page as a visitor sees it
+        page = client.request("GET", form.path, note="the login page")
+    kind = input_type(page.text, form.password_field)
+    evidence.add("check", f"{form.path}: <input name={form.password_field}> has type {kind or '(no such input)'}")
+    if kind is None:
+        inconclusive(f"the login page {form.path} (status {page.status}) has no input named {form.password_field!r}: "
+                     f"check interfaces.{interface}.login.path and password_field")
+    assert kind == "password", f"the web login's password field is type={kind}: the password shows as it is typed"
+
+
+@pytest.mark.judges("CR 1.10", over=["ssh", "console", "https"])
 def test_same_reply_for_unknown_user_and_wrong_password(target, login, evidence):
     creds = _probe_account(target, login)
     unknown_name = _unknown_user()
@@ -84,10 +111,10 @@ def test_same_reply_for_unknown_user_and_wrong_password(target, login, evidence)
     a, b = _normalise(unknown.reply, unknown_name), _normalise(wrong.reply, creds.username)
     evidence.add("check", f"unknown user -> {a!r}; wrong password -> {b!r}")
     assert not unknown.accepted and not wrong.accepted, "a login that should fail was accepted"
-    assert a == b, f"the replies differ, so they reveal which accounts exist: {a!r} vs {b!r}"
+    assert a == b, f"the replies differ, so they reveal which accounts exist: {_difference(a, b)}"
 
 
-@pytest.mark.judges("CR 1.10", over=["ssh"])
+@pytest.mark.judges("CR 1.10", over=["ssh", "https"])
 def test_reply_time_does_not_reveal_accounts(target, login, evidence):
     creds = _probe_account(target, login)
     policy = target.spec.policies.lockout

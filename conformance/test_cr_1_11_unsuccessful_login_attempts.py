@@ -1,12 +1,15 @@
 """CR 1.11 Unsuccessful login attempts (SL 1-4).
 
-Judges: CR 1.11, over ssh and the serial console, with the dedicated `lockout_test` account of the target
+Judges: CR 1.11, over ssh, the serial console and the web login (https, judged by the target file's login
+markers: a locked account's right password must not be ACCEPTED; an accepted web login is logged out again),
+with the dedicated `lockout_test` account of the target
 file (never an account the rest of the run needs), shown first to log in with its right password (else
 ERROR: the credential is wrong, or the account was left locked). After the declared number of consecutive
 failures (`policies.lockout.threshold`; 10 when the target declares none) the account must refuse even the
 right password; with `unlock_after_s` declared it must still refuse it just before that time has passed
 (an account that unlocks early fails) and accept it again soon after; or it comes back when an
-administrator unlocks it (`policies.lockout.admin_unlock`). The two unlocks are the standard's alternatives
+administrator unlocks it (`policies.lockout.admin_unlock`, run over the management shell; the account is
+locked and seen unlocked over the interface under test). The two unlocks are the standard's alternatives
 (`alternative="unlock"`): over an interface, one shown working is enough, and the other's not-run is named in
 the row's reason. An account that is the only administrator (purposes [normal, lockout_test], a device with one
 account) is locked only where its lock ends by itself in time, and never unlocked by itself. The essential
@@ -57,7 +60,7 @@ def _baseline(monitor) -> None:  # type: ignore[no-untyped-def]
         inconclusive(f"{exc} (before any login attempt)")  # not a DriverError: stays an ERROR
 
 
-@pytest.mark.judges("CR 1.11", over=["ssh", "console"], alternative="unlock")
+@pytest.mark.judges("CR 1.11", over=["ssh", "console", "https"], alternative="unlock")
 def test_account_locks_and_unlocks_in_time(target, login, evidence, essential_function):
     policy = target.spec.policies.lockout
     unlock_s = policy.unlock_after_s if policy and policy.unlock_after_s else None
@@ -109,7 +112,7 @@ def _judge_unlock(login, creds, unlock_s: float, last_failure: float, locked_at:
     assert back, f"the account stays locked {waited:.1f} s after the lock (declared: {unlock_s:g} s)"
 
 
-@pytest.mark.judges("CR 1.11", over=["ssh"], alternative="unlock")
+@pytest.mark.judges("CR 1.11", over=["ssh", "https"], alternative="unlock")
 def test_administrator_unlocks(target, login, shell, evidence):
     policy = target.spec.policies.lockout
     creds = lockout_account(target, unlocks_in_time=bool(policy and policy.unlock_after_s))

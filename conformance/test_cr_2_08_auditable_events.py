@@ -1,6 +1,6 @@
 """CR 2.8 Auditable events (SL 1-4).
 
-Judges CR 2.8 over ssh, one test per event category the harness can cause without harm: an accepted
+Judges CR 2.8 over ssh and https, one test per event category the harness can cause without harm: an accepted
 login, a failed login, an account lockout (the `lockout_test` account, unlocked again), an access the
 device refuses, a configuration change (set and set back), a user change (a temporary user added and
 removed) and a process-image write (only with `safety.allow_writes`, inside the writable range, writing
@@ -8,6 +8,12 @@ back the value the register holds). Each must appear in the device's audit recor
 (`audit_show`, by an account whose role may) or received by the harness's syslog collector (`syslog:`),
 with a timestamp, a source (the interface or the client's address) and the user. Only records that are
 new since just before the event count; the evidence holds the attempts and the records found.
+Over https (the web-management interface), the same for what the web causes: an accepted web login, a failed
+one (the `lockout_test` account), a state-changing request the device refuses (`protected_action` from an account
+of the least privileged role) and one it takes (the same request from an administrator: a configuration change,
+writing a setting back with its current value); the last two only with `safety.allow_config_changes`. The web
+session is left to end by itself, never logged out, so a logout record cannot pass for the login's. The records
+are read as for ssh; the source is the interface by name (http, https) or an address.
 An event the device does not produce (an account that does not lock, an access it does not refuse) is
 not run here: CR 1.11 and CR 2.1 judge those. Manual when neither reading path is declared.
 Not exercised (for the assessor): the categories the harness cannot cause from outside without harm,
@@ -28,9 +34,16 @@ from dataclasses import dataclass
 
 import pytest
 from iec62443_harness.fixtures.audit import CONFIG, FAILURE, LOGIN, SUCCESS, AuditTrail, change_config_and_back
-from iec62443_harness.fixtures.login import accepted, refused
+from iec62443_harness.fixtures.drivers.http import WebLoginOutcome
+from iec62443_harness.fixtures.login import LoginSurface, accepted, refused
 from iec62443_harness.fixtures.outcomes import inconclusive, not_run
-from iec62443_harness.fixtures.roles import allowed_account, current_register, harmless_args, temporary_user
+from iec62443_harness.fixtures.roles import (
+    allowed_account,
+    current_register,
+    harmless_args,
+    least_privileged_role,
+    temporary_user,
+)
 from iec62443_harness.fixtures.sessions import lockout_account, unlocking_admin
 from iec62443_harness.fixtures.target import Credentials
 
@@ -167,6 +180,18 @@ def cause_write(target, shell, ssh, trail, evidence) -> list[Expected]:  # type:
 
 
 IPV4 = r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
+
+
+def _judge(trail: AuditTrail, mark, source: re.Pattern[str], caused: list[Expected], evidence) -> None:  # type: ignore[no-untyped-def]
+    """Each caused event has a new record naming its user, with a timestamp and a source."""
+    for expected in caused:
+        records = trail.find(mark, expected.user, *expected.patterns, exclude=expected.exclude)
+        assert records, f"no audit record of the {expected.what} in {trail.where}"
+        complete = [r for r in records if r.timestamp and source.search(r.text)]
+        evidence.add("check", f"{expected.what}: {len(records)} records, {len(complete)} with timestamp, source "
+                              "and user")
+        assert any(r.timestamp for r in records), f"the record of the {expected.what} has no timestamp"
+        assert complete, f"the record of the {expected.what} does not name its source (interface or address)"
 CAUSES: dict[str, Callable[..., list[Expected]]] = {
     "login_ok": cause_login_ok, "login_failed": cause_login_failed, "lockout": cause_lockout,
     "access_refused": cause_refusal, "config_change": cause_config_change, "user_change": cause_user_change,
@@ -182,12 +207,86 @@ def test_event_is_audited(target, shell, ssh, evidence, category):
     host = target.spec.interfaces.ssh.host
     # the interface by name, or an address: the harness's own, or another one where NAT stands between
     source = re.compile(rf"\bssh[d2]?\b|(?<![\d.]){re.escape(host)}(?![\d.])|{IPV4}", re.IGNORECASE)
-    for expected in CAUSES[category](target, shell, ssh, trail, evidence):
-        records = trail.find(mark, expected.user, *expected.patterns, exclude=expected.exclude)
-        assert records, f"no audit record of the {expected.what} in {trail.where}"
-        complete = [r for r in records if r.timestamp and source.search(r.text)]
-        evidence.add("check", f"{expected.what}: {len(records)} records, {len(complete)} with timestamp, source "
-                              "and user")
-        assert any(r.timestamp for r in records), f"the record of the {expected.what} has no timestamp"
-        assert complete, f"the record of the {expected.what} does not name its source (interface or address)"
+    _judge(trail, mark, source, CAUSES[category](target, shell, ssh, trail, evidence), evidence)
 
+
+
+# --- over the web-management interface
+
+
+def _web_login(https, creds: Credentials, password: str):  # type: ignore[no-untyped-def]
+    """One web login, its session left to end by itself (a logout record would match a login's patterns)."""
+    return https.try_login(creds.username, password)
+
+
+def web_login_ok(target, https, trail, evidence) -> list[Expected]:  # type: ignore[no-untyped-def]
+    creds = _other_account(target, trail)
+    result = _web_login(https, creds, creds.password)
+    if result.outcome is not WebLoginOutcome.ACCEPTED:
+        inconclusive(f"{creds.username} cannot log in over {https.name} ({result.outcome}: {result.detail})")
+    return [Expected(f"accepted web login of {creds.username}", creds.username, (LOGIN, SUCCESS), FAILURE)]
+
+
+def web_login_failed(target, https, trail, evidence) -> list[Expected]:  # type: ignore[no-untyped-def]
+    creds = _lockout_account(target)
+    surface = LoginSurface(https.name, https)
+    if not surface.accepted_within(creds.username, creds.password, _unlock_wait(target)):
+        inconclusive(f"{creds.username} does not log in over {https.name} (locked, or a wrong credential)")
+    result = _web_login(https, creds, _wrong())
+    if result.outcome not in (WebLoginOutcome.REJECTED, WebLoginOutcome.LOCKED_OUT):
+        not_run(f"a wrong password for {creds.username} is not refused over {https.name} ({result.outcome}), so no "
+                "failed login was caused (CR 1.1 judges that)")
+    surface.attempt(creds.username, creds.password)  # a clean failure count for the next test
+    return [Expected(f"failed web login of {creds.username}", creds.username, (LOGIN, FAILURE))]
+
+
+def _action(target, https, evidence):  # type: ignore[no-untyped-def]
+    rec = target.require(https.name)
+    if rec.login is None or rec.protected_action is None:
+        not_run(f"interfaces.{https.name} declares no login or no protected_action: no web request to send")
+    target.guard(https.name).require("config_changes")  # before the first byte: the request changes the device
+    return rec.protected_action
+
+
+def web_refusal(target, https, trail, evidence) -> list[Expected]:  # type: ignore[no-untyped-def]
+    action = _action(target, https, evidence)
+    role = least_privileged_role(target)
+    creds = next((c for c in target.accounts(role=role, purpose="normal") if c.password), None)
+    if creds is None or role == target.spec.policies.administrator_role:
+        not_run("no normal account with a password has a less privileged role to be refused the request")
+    with https.session(creds.username, creds.password) as session:
+        tried = session.action(action, note=f"as {creds.username} ({role})")
+    evidence.add("check", f"{action.method} {action.path} as {creds.username}: {tried.detail}")
+    if not tried.refused:
+        not_run(f"the web interface does not refuse {action.method} {action.path} to {creds.username} ({role}) "
+                "(CR 2.1 judges that)")
+    return [Expected(f"refused web request {action.path} of {creds.username}", creds.username, (REFUSED,))]
+
+
+def web_config_change(target, https, trail, evidence) -> list[Expected]:  # type: ignore[no-untyped-def]
+    action = _action(target, https, evidence)
+    admin = target.admin()
+    if admin is None or admin.password is None:
+        not_run("the target file declares no administrator account with a password to change the setting")
+    with https.session(admin.username, admin.password) as session:
+        done = session.action(action, note=f"as {admin.username}")
+    evidence.add("check", f"{action.method} {action.path} as {admin.username}: {done.detail}")
+    if not done.done:
+        inconclusive(f"the declared protected_action is not taken from {admin.username} ({done.detail}): check "
+                     f"interfaces.{https.name}.protected_action")
+    return [Expected(f"change by {action.method} {action.path} of {admin.username}", admin.username, (CONFIG,))]
+
+
+WEB_CAUSES: dict[str, Callable[..., list[Expected]]] = {
+    "login_ok": web_login_ok, "login_failed": web_login_failed, "access_refused": web_refusal,
+    "config_change": web_config_change,
+}
+
+
+@pytest.mark.judges("CR 2.8", over=["https"])
+@pytest.mark.parametrize("category", list(WEB_CAUSES))
+def test_web_event_is_audited(target, shell, https, interface, evidence, category):
+    trail = AuditTrail(target, shell, evidence)
+    mark = trail.mark()
+    source = re.compile(rf"\bhttps?\b|(?<![\d.]){re.escape(https.host)}(?![\d.])|{IPV4}", re.IGNORECASE)
+    _judge(trail, mark, source, WEB_CAUSES[category](target, https, trail, evidence), evidence)

@@ -7,6 +7,7 @@ more pointed than the profiles' oracle run, which judges the rows (all their tes
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,24 @@ EXPECTED = {
     "test_session_cookie_attributes[https]": ("pass", "fail", "lacks Secure, HttpOnly"),
     "test_forged_request_refused[https]": ("pass", "fail", "without its CSRF token"),
     "test_plain_http_gives_no_session[http]": ("n/a", "fail", "over plain http"),
+    # FR1/FR2 over https (CR 1.1, 1.5, 1.10, 1.11, 2.5, 2.6, 2.7, 2.8)
+    "test_web_serves_nothing_without_login[https]": ("pass", "pass", ""),
+    "test_each_web_account_is_an_individual[https]": ("pass", "pass", ""),
+    "test_password_alone_is_not_enough_on_the_web[https]": ("fail", "fail", "no second factor"),
+    "test_default_credentials_refused[https]": ("pass", "fail", "admin/'admin'"),
+    "test_web_login_obscures_the_password[https]": ("pass", "pass", ""),
+    "test_same_reply_for_unknown_user_and_wrong_password[https]": ("pass", "fail", "Unknown user"),
+    "test_reply_time_does_not_reveal_accounts[https]": ("pass", "fail", "reply time tells an unknown user"),
+    "test_account_locks_and_unlocks_in_time[https]": ("pass", "fail", "still accepts the right password"),
+    "test_administrator_unlocks[https]": ("pass", "fail", "did not lock"),
+    "test_idle_web_session_ends[https]": ("pass", "fail", "still usable"),
+    "test_web_session_ends_at_logout[https]": ("pass", "fail", "after the user logged out"),
+    "test_administrator_ends_a_web_session[https]": ("not-run", "not-run", "shows no web session"),
+    "test_web_sessions_beyond_the_limit_are_refused[https]": ("pass", "fail", "declares no limit"),
+    "test_web_event_is_audited[https-login_ok]": ("pass", "pass", ""),
+    "test_web_event_is_audited[https-login_failed]": ("pass", "fail", "no audit record of the failed web login"),
+    "test_web_event_is_audited[https-access_refused]": ("pass", "not-run", "does not refuse"),
+    "test_web_event_is_audited[https-config_change]": ("pass", "pass", ""),
 }
 
 
@@ -54,9 +73,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         for r in results:
             if r.get("test"):
                 name_, _, param = r["test"].split("::")[-1].partition("[")
-                iface = param.rstrip("]").rsplit("-", 1)[-1]
-                if iface in ("https", "http"):  # deselected tests are listed too, as not-run
-                    tests[f"{name_}[{iface}]"] = r
+                web = re.search(r"-(https?(?:-[\w.]+)?)\]$", f"-{param}")  # the interface, and a parameter after it
+                if web:  # deselected tests are listed too, as not-run
+                    tests[f"{name_}[{web.group(1)}]"] = r
         out[name] = {"tests": tests, "matrix": json.loads((run_dir / "matrix.json").read_text()),
                      "text": (run_dir / "results.jsonl").read_text()}
     return out

@@ -9,7 +9,8 @@ One UI on the device's accounts, roles and audit log (the shell's), stdlib `http
     POST /login      username, password (and csrf_token): `Accounts.authenticate`, so lockout and the audit
                      records (login_ok, login_failed, account_locked) are the shell's. Accepted: 303 to /status;
                      refused: the form again, "Login incorrect" (with `reveal_unknown_user`: "Unknown user",
-                     "Wrong password", "Account locked", "Account disabled")
+                     "Wrong password", "Account locked", "Account disabled"); accepted beyond the user's
+                     `max_sessions` live web sessions: the form again, "Too many sessions"
     GET  /status     logged in: "Logged in as USER (ROLE)", firmware, coil 0, the location label, the token and
                      the location form; otherwise 303 to /login (the session probe)
     POST /logout     303 to /login; audited `logout`
@@ -36,8 +37,10 @@ Certificates are made at start, fresh every time; the private key is handed to O
 never touches the disk. The certificate's SHA-256 fingerprint goes out with the endpoints
 (`https: {base_url, certificate_sha256}`), so a client can pin the device it started.
 
-Web sessions are the UI's own table (at most MAX_SESSIONS, oldest dropped): `session list` and `max_sessions`
-stay the shell's. `system restart` and `purge` end them all. Bounded: MAX_CONNECTIONS at a time, a socket
+Web sessions are the UI's own table (at most MAX_SESSIONS, oldest dropped): `session list` stays the shell's.
+The live setting `max_sessions` limits each user's logged-in web sessions (per interface, as CR 2.7 asks): a
+login beyond it is refused ("Too many sessions", audited session_refused) until one ends (logout, idle).
+`system restart` and `purge` end them all. Bounded: MAX_CONNECTIONS at a time, a socket
 time-out of SOCKET_TIMEOUT_S, request bodies of MAX_BODY bytes. Audit source "https:<host>:<port>"
 or "http:<host>:<port>". Faults are not modelled here.
 """
@@ -194,9 +197,14 @@ class SessionTable:
         if session.user is not None:
             self.device.audit.record("logout", session.user, source, "success", f"web session: {why}")
 
-    def login(self, session: WebSession | None, user: str) -> WebSession:
-        """The session of a user who just logged in: a new one (strong), or the visitor's own (weak)."""
+    def login(self, session: WebSession | None, user: str) -> WebSession | None:
+        """The session of a user who just logged in: a new one (strong), or the visitor's own (weak); None when
+        the user already holds `max_sessions` (the live setting) live web sessions."""
+        limit = setting(self.device, "max_sessions")
         with self._lock:
+            held = sum(1 for s in self._live.values() if s.user == user and s is not session and not self._idle(s))
+            if limit and held >= limit:
+                return None
             if self.strong or session is None:
                 if session is not None:
                     self._live.pop(session.sid, None)
@@ -442,8 +450,14 @@ class _Handler(BaseHTTPRequestHandler):
             reveal = setting(self.ui.device, "reveal_unknown_user")
             self._login_page(session, _REVEALED[result] if reveal else "Login incorrect")
             return
-        session = self.ui.sessions.login(session, user)
-        self._send(303, location="/status", cookie=self._set_cookie(session.sid))
+        new = self.ui.sessions.login(session, user)
+        if new is None:
+            limit = setting(self.ui.device, "max_sessions")
+            self.ui.device.audit.record("session_refused", user, self.source, "failure",
+                                        f"too many web sessions: {limit} of {limit} open")
+            self._login_page(session, f"Too many sessions: {limit} open; log out of one first")
+            return
+        self._send(303, location="/status", cookie=self._set_cookie(new.sid))
 
     def _status(self, session: WebSession | None) -> None:
         if session is None or session.user is None:
