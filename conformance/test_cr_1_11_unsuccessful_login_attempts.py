@@ -27,7 +27,7 @@ from contextlib import nullcontext
 import pytest
 from iec62443_harness.fixtures.monitor import EssentialFunctionAbsent
 from iec62443_harness.fixtures.outcomes import inconclusive, not_run
-from iec62443_harness.fixtures.sessions import lockout_account, unlocking_admin
+from iec62443_harness.fixtures.sessions import lockout_account, unlocking_admin, wait_out_lock
 
 UNDECLARED_PROBE = 10  # failures tried when the target file declares no lockout policy
 MARGIN_S = 0.5
@@ -95,7 +95,7 @@ def _judge_unlock(login, creds, unlock_s: float, last_failure: float, locked_at:
     """Still locked just before `unlock_s`, accepted again soon after it."""
     early_at = locked_at + unlock_s - MARGIN_S
     if time.monotonic() < early_at:
-        time.sleep(early_at - time.monotonic())
+        wait_out_lock(early_at - time.monotonic(), creds)
         early = login.attempt(creds.username, creds.password)
         # the device locked no earlier than the last failure was sent, and judged this attempt no later than now
         held = time.monotonic() - last_failure
@@ -105,7 +105,7 @@ def _judge_unlock(login, creds, unlock_s: float, last_failure: float, locked_at:
             f"unlocked after {held:.1f} s at most, before the declared {unlock_s:g} s")
     else:
         evidence.add("check", f"no attempt fits before {unlock_s:g} s: the refusal right after the lock stands alone")
-    time.sleep(max(0.0, unlock_s - (time.monotonic() - locked_at)) + MARGIN_S)
+    wait_out_lock(max(0.0, unlock_s - (time.monotonic() - locked_at)) + MARGIN_S, creds)
     back = login.accepted_within(creds.username, creds.password, unlock_s)  # as much again for a coarse clock
     waited = time.monotonic() - locked_at
     evidence.add("check", f"right password accepted again {waited:.1f} s after the lock: {back}")
