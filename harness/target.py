@@ -707,11 +707,27 @@ class Tamper(Strict):
     within_s: float = Field(2.0, gt=0, le=60)
 
 
+class BootIntegrity(Strict):
+    """How EDR/HDR/NDR 3.14 is seen: lab actions that change a part the device boots or runs (boot image,
+    application bundle) and restart it. The changed part runs when the essential function is seen running
+    afterwards; a refusal shows as a record matching `refusal` (audit_show or syslog)."""
+
+    tamper: str = Field(description="the lab action that changes bytes of the part, its signature or hash left as "
+                        "they were, and restarts the device")
+    foreign_signature: str | None = Field(None, description="RE(1): the lab action that installs a changed part "
+                                          "validly signed with a key other than the supplier's, and restarts")
+    refusal: Regex = Field(r"(?i)integrity|signature|verif|refused|rejected",
+                           description="regular expression of the record of a refused part")
+    within_s: float = Field(30.0, gt=0, le=300, description="how long after the restart the essential function is "
+                            "watched for, and the refusal record looked for")
+
+
 class Assurance(Strict):
     audit_log: AuditLogAccess = AuditLogAccess()
     self_test: SelfTest | None = None
     monitoring: Monitoring | None = None
     tamper: Tamper | None = None
+    boot_integrity: BootIntegrity | None = None
     lab_actions: dict[str, LabAction] = Field(default_factory=dict, description="name -> what the lab does")
 
     @model_validator(mode="after")
@@ -719,6 +735,9 @@ class Assurance(Strict):
         breaks = self.self_test.broken_by if self.self_test else {}
         named = [(f"self_test.broken_by.{function}", action) for function, action in breaks.items()]
         named += [("tamper.trip", self.tamper.trip)] if self.tamper else []
+        boot = self.boot_integrity
+        named += [(f"boot_integrity.{k}", a) for k, a in (("tamper", boot.tamper), ("foreign_signature",
+                  boot.foreign_signature)) if a] if boot else []
         for where, action in named:
             if action not in self.lab_actions:
                 raise ValueError(f"{where} names {action!r}, which lab_actions does not declare")
@@ -990,6 +1009,8 @@ class TargetSpec(Strict):
 
     @model_validator(mode="after")
     def _assurance_interfaces(self) -> TargetSpec:
+        if self.assurance.boot_integrity is not None and self.essential_function is None:
+            raise ValueError("assurance.boot_integrity needs essential_function: it shows whether a changed part runs")
         signal = self.assurance.tamper.signal if self.assurance.tamper else None
         if signal is not None and getattr(self.interfaces, signal.interface) is None:
             raise ValueError(f"assurance.tamper.signal.interface names {signal.interface!r}, which interfaces does "

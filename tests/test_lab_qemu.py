@@ -7,6 +7,8 @@ able to tell apart is checked here directly: default credentials (CR 1.5), locko
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -14,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -411,6 +414,67 @@ def test_lockout_hardened_admin_unlocks(hardened, locked):
     finally:
         admin.close()
     assert ssh_accepts(hardened, "locktest", hardened.secrets["QEMU_LOCKTEST_PASSWORD"])
+
+
+def _bundle_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def _verifies(key: Path, public: bool, app: bytes, sig: bytes, tmp_path: Path) -> bool:
+    (tmp_path / "app.tar").write_bytes(app)
+    (tmp_path / "app.sig").write_bytes(sig)
+    pub = ["-pubin"] if public else []
+    done = subprocess.run(["openssl", "pkeyutl", "-verify", *pub, "-inkey", str(key), "-rawin", "-in",
+                           str(tmp_path / "app.tar"), "-sigfile", str(tmp_path / "app.sig")], capture_output=True)
+    return done.returncode == 0
+
+
+def test_bundle_is_signed_by_the_build_key_and_the_faults_change_it_in_place(tmp_path):
+    image = qbuild.build()
+    original = image.bundle.read_bytes()
+    built = _bundle_members(original)
+    assert set(built) == {"app.tar", "app.sig"}
+    assert launcher.BUNDLE_MARK in _bundle_members(built["app.tar"])["plcd"]
+    assert _verifies(image.directory / "signing.pem", False, built["app.tar"], built["app.sig"], tmp_path)
+    tampered, detail = launcher.changed_bundle(original, tmp_path, foreign=False)
+    assert len(tampered) == len(original) and "signature left as built" in detail
+    changed = _bundle_members(tampered)
+    assert changed["app.sig"] == built["app.sig"] and changed["app.tar"] != built["app.tar"]
+    assert launcher.BUNDLE_MARK_CHANGED in _bundle_members(changed["app.tar"])["plcd"]
+    assert not _verifies(image.directory / "signing.pem", False, changed["app.tar"], changed["app.sig"], tmp_path)
+    foreign, _ = launcher.changed_bundle(original, tmp_path, foreign=True)
+    signed = _bundle_members(foreign)
+    assert len(foreign) == len(original) and signed["app.tar"] == changed["app.tar"]
+    assert _verifies(tmp_path / "foreign.pem", False, signed["app.tar"], signed["app.sig"], tmp_path)
+    assert not _verifies(image.directory / "signing.pem", False, signed["app.tar"], signed["app.sig"], tmp_path)
+
+
+def test_tampered_bundle_hardened_refuses_plcd_until_restored(hardened):
+    port = hardened.endpoints["modbus_tcp"]["port"]
+    hardened.set_fault("tamper_bundle")
+    try:
+        assert hardened.fault == "tamper_bundle"
+        time.sleep(3)  # plcd would be up a second after SSH
+        assert not launcher.modbus_read(port, timeout=1.0)
+        assert ssh_accepts(hardened, "admin", hardened.secrets["QEMU_ADMIN_PASSWORD"])  # the rest of the boot ran
+    finally:
+        hardened.set_fault(None)
+    assert hardened.fault is None and launcher.modbus_read(port, timeout=2.0)
+
+
+def test_tampered_bundle_weak_runs_it_and_logs_its_mark(weak, syslog_sock):
+    weak.set_fault("tamper_bundle")
+    try:
+        lines = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("bundle-mark:tampered" in ln for ln in lines):
+            with contextlib.suppress(TimeoutError):
+                lines.append(syslog_sock.recv(2048).decode(errors="replace"))
+        assert any("plcd" in ln and "bundle-mark:tampered" in ln for ln in lines), lines[-5:]
+        assert launcher.modbus_read(weak.endpoints["modbus_tcp"]["port"], timeout=2.0)
+    finally:
+        weak.set_fault(None)
 
 
 def test_input_validation_weak_crashes_and_restart_recovers(weak):

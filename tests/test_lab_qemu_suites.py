@@ -2,7 +2,7 @@
 
 One `pytest conformance --target qemu-plc --target qemu-plc-weak` (several minutes under TCG). The weak and
 the hardened build must earn different verdicts where their configurations differ (default credentials,
-lockout, banner, input validation), no row may end in ERROR, each matrix must be written, and the run must
+lockout, banner, input validation, boot integrity), no row may end in ERROR, each matrix must be written, and the run must
 leave no QEMU process behind. The expectations below come from the two builds' documented differences
 (labs/qemu/README.md), not from a previous run.
 """
@@ -40,6 +40,11 @@ EXPECTED = {
     "CR 3.1 RE(1)": ({"fail"}, {"fail"}),
     # the console login is reached over TCP in clear on both; the weak build also runs telnetd
     "CR 4.1": ({"fail"}, {"fail"}),
+    # the application bundle changed on its disk (tamper_bundle) or signed with another key (foreign_signature),
+    # then a reboot: the hardened guest verifies its signature and refuses it (recorded in syslog), the weak one
+    # runs it
+    "EDR/HDR/NDR 3.14": ({"pass"}, {"fail"}),
+    "EDR/HDR/NDR 3.14 RE(1)": ({"pass"}, {"fail"}),
 }
 # With its two networks (namespaces: root) the guest is judged on them: the weak build forwards between them
 # and has an undeclared telnet port; without, both rows are manual.

@@ -314,11 +314,13 @@ class QemuDevice:
                 raise LabError(self._exit_reason())
             if not modbus_up:
                 modbus_up = modbus_read(self.ports["modbus_tcp"], timeout=0.5)
+            # sshd answered its banner: a login may still take seconds under TCG on a loaded host, and one cut
+            # short is started again from nothing, so it gets a generous timeout
             if modbus_up and ssh_banner(self.ports["ssh"], timeout=0.5):
                 try:
                     status, boot_id = ssh_exec(self.ports["ssh"], READY_USER, self.passwords[READY_USER],
                                                "cat /proc/sys/kernel/random/boot_id",
-                                               self.image.host_key_fingerprint, timeout=3.0)
+                                               self.image.host_key_fingerprint, timeout=8.0)
                 except (OSError, EOFError, paramiko.SSHException):
                     status, boot_id = -1, ""
                 # After a reset the old boot may answer for a moment: only a new boot id counts, and
@@ -395,6 +397,7 @@ class QemuDevice:
         if name is not None and name not in FAULTS:
             raise LabError(f"unknown fault {name!r} for the QEMU lab: use one of {', '.join(FAULTS)} or None")
         self._require_running()
+        self.fault_detail = ""
         if name == "stall":
             self._monitor("stop")
             self._stalled = True
