@@ -2,9 +2,9 @@
 
 One `pytest conformance --target qemu-plc --target qemu-plc-weak` (several minutes under TCG). The weak and
 the hardened build must earn different verdicts where their configurations differ (default credentials,
-lockout, banner, input validation, boot integrity), no row may end in ERROR, each matrix must be written, and the run must
-leave no QEMU process behind. The expectations below come from the two builds' documented differences
-(labs/qemu/README.md), not from a previous run.
+lockout, banner, input validation, SSH algorithms, boot integrity), no row may end in ERROR, each matrix must
+be written, and the run must leave no QEMU process behind. The expectations below come from the two builds'
+documented differences (labs/qemu/README.md), not from a previous run.
 """
 
 from __future__ import annotations
