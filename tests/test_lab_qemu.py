@@ -8,11 +8,13 @@ able to tell apart is checked here directly: default credentials (CR 1.5), locko
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -207,9 +209,37 @@ def test_ready_and_endpoints_on_loopback_below_the_ephemeral_range(device):
     assert 0 < device.ready_s < 60
     ports = [device.endpoints[n]["port"] for n in ("ssh", "modbus_tcp")]
     ports += [int(device.endpoints[n][k].rsplit(":", 1)[1]) for n, k in
-              (("console", "url"), ("modbus_rtu", "url"), ("can", "channel"))]
-    assert len(set(ports)) == 5 and all(p < 32768 for p in ports)
+              (("console", "url"), ("modbus_rtu", "url"), ("can", "channel"), ("https", "base_url"))]
+    assert len(set(ports)) == 6 and all(p < 32768 for p in ports)
     assert set(device.secrets) == {"QEMU_ADMIN_PASSWORD", "QEMU_OPERATOR_PASSWORD", "QEMU_LOCKTEST_PASSWORD"}
+
+
+def _tls(device: launcher.QemuDevice, version: ssl.TLSVersion) -> tuple[str, str, bytes] | None:
+    """(protocol, cipher, certificate SHA-256) of a handshake offering only `version`; None when refused."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_ciphers("ALL:@SECLEVEL=0")  # let the client offer what the weak build may accept
+    ctx.minimum_version = ctx.maximum_version = version
+    port = int(device.endpoints["https"]["base_url"].rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert b"QEMU PLC status" in tls.recv(4096) + tls.recv(4096)
+            return tls.version() or "", tls.cipher()[0], hashlib.sha256(tls.getpeercert(True) or b"").digest()
+    except ssl.SSLError:
+        return None
+
+
+def test_https_status_page_with_the_pinned_certificate_and_the_profiles_tls(device):
+    pin = bytes.fromhex(device.endpoints["https"]["certificate_sha256"].replace(":", ""))
+    modern = _tls(device, ssl.TLSVersion.TLSv1_2)
+    assert modern is not None and modern[2] == pin
+    old = _tls(device, ssl.TLSVersion.TLSv1)
+    if device.profile == "weak":
+        assert old is not None and old[0] == "TLSv1"
+    else:
+        assert old is None and "ECDHE-ECDSA" in modern[1]
 
 
 def test_ssh_login_and_exec_with_the_pinned_host_key(device):

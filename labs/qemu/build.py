@@ -43,11 +43,14 @@ INSTALL_HINT = "install the lab's packages: apt-get install -y $(cat labs/qemu/a
 # Host packages whose files end up in the image: their versions are part of the cache key.
 IMAGE_PACKAGES = ("busybox-static", "dash", "openssh-server", "login", "libpam-modules", "libpam-modules-bin",
                   "libpam0g", "libmodbus5",
-                  "libmodbus-dev", "can-utils", "iproute2", "libc6", "libssl3", "openssl")
+                  "libmodbus-dev", "can-utils", "iproute2", "libc6", "libssl3", "openssl",
+                  "lighttpd", "lighttpd-mod-openssl")
 # dash as the login shell: busybox ash's line editing sends a cursor query (ESC[6n) after each prompt.
 BINARIES = {"/bin/dash": "/bin/dash", "/usr/sbin/sshd": "/usr/sbin/sshd", "/bin/login": "/bin/login",
             "/bin/ip": "/sbin/ip", "/usr/bin/slcand": "/usr/bin/slcand", "/usr/bin/cangw": "/usr/bin/cangw",
-            "/usr/sbin/faillock": "/usr/sbin/faillock", "/usr/bin/openssl": "/usr/bin/openssl"}
+            "/usr/sbin/faillock": "/usr/sbin/faillock", "/usr/bin/openssl": "/usr/bin/openssl",
+            "/usr/sbin/lighttpd": "/usr/sbin/lighttpd",
+            "/usr/lib/lighttpd/mod_openssl.so": "/usr/lib/lighttpd/mod_openssl.so"}
 PAM_DIR = "/lib/x86_64-linux-gnu/security"
 PAM_MODULES = ("pam_unix.so", "pam_faillock.so", "pam_deny.so", "pam_permit.so")
 KERNEL_MODULES = ("virtio_pci", "virtio_rng", "virtio_net", "virtio_blk", "kvaser_pci", "can_raw", "slcan", "can_gw")
@@ -60,6 +63,14 @@ LOGIN_ACCOUNTS = ("root", "admin", "operator", "locktest")
 # The application bundle (plcd) lives on a second disk the host can change between boots: a tar of app.tar and
 # app.sig, the Ed25519 signature of app.tar by the build key, whose public half the initramfs carries (rc.sh).
 BUNDLE_PUBKEY = "etc/boot/bundle.pub"
+# The web endpoint's certificates (lighttpd, rc.sh picks one by profile): profile -> openssl req key options.
+WEB_KEYS = {"hardened": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-sha256"],
+            "weak": ["-newkey", "rsa:1024", "-sha1"]}
+WEB_STATUS = """<!doctype html>
+<html><head><title>QEMU PLC</title></head>
+<body><h1>QEMU PLC status</h1><p>Control task: coil 0 on 1 s, off 2 s. Modbus TCP on 502, RTU on ttyS1.</p></body>
+</html>
+"""
 
 ETC = {
     "passwd": "".join(f"{n}:x:{u}:{g}:{n}:{h}:{s}\n" for n, u, g, h, s in ACCOUNTS),
@@ -180,6 +191,7 @@ def _build_into(root: Path, target: Path, inputs: dict) -> None:
         _stage_rootfs(stage, work)
         _stage_modules(kdir, stage, version)
         bundle = _bundle(work / "plcd", stage, out)
+        web = {profile: _web_certificate(stage, profile) for profile in WEB_KEYS}
         fingerprint = _host_key(stage)
         rsa_fingerprint = _host_key(stage, "rsa", "1024")  # the weak build's legacy key (rc.sh)
         # Uncompressed: under TCG the guest unpacks 19 MB of cpio faster than it inflates 8 MB of gzip.
@@ -188,6 +200,7 @@ def _build_into(root: Path, target: Path, inputs: dict) -> None:
         manifest = {"key": target.name, "inputs": inputs, "kernel_release": version,
                     "host_key_fingerprint": fingerprint, "rsa_host_key_fingerprint": rsa_fingerprint,
                     "initramfs_bytes": len(data), "bundle": bundle,
+                    "web_certificate_sha256": web,
                     "build_s": round(time.monotonic() - started, 2)}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         os.rename(out, target)
@@ -270,6 +283,26 @@ def _stage_rootfs(stage: Path, work: Path) -> None:
     (stage / "etc/shadow").chmod(0o600)
     (stage / "usr/lib/ssl").mkdir(parents=True, exist_ok=True)
     (stage / "usr/lib/ssl/openssl.cnf").write_text("")  # openssl(1) reads its default configuration file
+    (stage / "srv/www").mkdir(parents=True, exist_ok=True)
+    (stage / "srv/www/index.html").write_text(WEB_STATUS)
+
+
+def _web_certificate(stage: Path, profile: str) -> str:
+    """A self-signed certificate naming the guest and the loopback address its port is forwarded to (key and
+    certificate in one PEM, as lighttpd takes them); its SHA-256 fingerprint, hex with colons."""
+    pem = stage / f"etc/web/{profile}.pem"
+    crt = pem.with_suffix(".crt")
+    pem.parent.mkdir(parents=True, exist_ok=True)
+    _run(["openssl", "req", "-x509", *WEB_KEYS[profile], "-nodes", "-keyout", str(pem), "-out", str(crt),
+          "-days", "825", "-subj", "/CN=qemu-plc", "-addext", "subjectAltName=DNS:qemu-plc,IP:127.0.0.1"],
+         "making the web certificate")
+    with open(pem, "a") as out:
+        out.write(crt.read_text())
+    pem.chmod(0o600)
+    fingerprint = _run(["openssl", "x509", "-in", str(crt), "-noout", "-fingerprint", "-sha256"],
+                       "reading the web certificate")
+    crt.unlink()
+    return fingerprint.strip().split("=", 1)[1]
 
 
 def _tar(members: dict[str, tuple[bytes, int]]) -> bytes:

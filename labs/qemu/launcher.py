@@ -57,7 +57,7 @@ WEAK_PASSWORDS = {name: name for name in LOGIN_ACCOUNTS}  # factory defaults: ro
 SECRET_ENV = {"admin": "QEMU_ADMIN_PASSWORD", "operator": "QEMU_OPERATOR_PASSWORD",
               "locktest": "QEMU_LOCKTEST_PASSWORD"}
 READY_USER = "admin"
-PORTS = ("ssh", "modbus_tcp", "console", "modbus_rtu", "can")
+PORTS = ("ssh", "modbus_tcp", "console", "modbus_rtu", "can", "https")
 OPTIONS = ("ports", "ready_timeout_s", "memory_mb", "cache_dir", "zones", "networks")
 # mitigations and crypto self-tests cost about 0.5 s of emulated boot and protect nothing in a lab VM.
 KERNEL_ARGS = "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
@@ -230,6 +230,9 @@ class QemuDevice:
             "console": {"url": f"socket://{HOST}:{ports['console']}"},
             "modbus_rtu": {"url": f"socket://{HOST}:{ports['modbus_rtu']}"},
             "can": {"channel": f"socket://{HOST}:{ports['can']}"},
+            # the profile's certificate, made at build time: its fingerprint pins the device the harness booted
+            "https": {"base_url": f"https://{HOST}:{ports['https']}",
+                      "certificate_sha256": image.manifest["web_certificate_sha256"][profile]},
         }
         self.pid = 0
         self.ready_s = 0.0
@@ -250,6 +253,7 @@ class QemuDevice:
         self.zones: Zones | None = None
         net = f"user,id=n0,restrict={'off' if syslog else 'on'}"  # off only to reach the host's syslog port
         net += f",hostfwd=tcp:{HOST}:{ports['ssh']}-:22,hostfwd=tcp:{HOST}:{ports['modbus_tcp']}-:502"
+        net += f",hostfwd=tcp:{HOST}:{ports['https']}-:443"
         self._argv = [
             QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-accel", "tcg", "-m", str(memory_mb),
             "-kernel", str(image.kernel), "-initrd", str(initrd),

@@ -105,6 +105,30 @@ $SSHD
 EOF
 
 /usr/sbin/sshd
+# The web endpoint: a static status page over TLS (lighttpd + mod_openssl). The weak build keeps TLS 1.0 and
+# every suite OpenSSL still has (security level 0) on a 1024-bit RSA certificate signed with SHA-1; the
+# hardened one TLS 1.2+ with ECDHE and AEAD suites on a P-256 certificate.
+if [ "$PROFILE" = hardened ]; then
+    TLS='"MinProtocol" => "TLSv1.2", "CipherString" => "ECDHE+AESGCM:ECDHE+CHACHA20", "Groups" => "X25519:P-256:P-384",
+    "Ciphersuites" => "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"'
+else
+    TLS='"MinProtocol" => "TLSv1", "CipherString" => "ALL:@SECLEVEL=0"'
+fi
+cat > /etc/lighttpd.conf <<EOF
+server.modules = ("mod_openssl")
+server.document-root = "/srv/www"
+server.port = 443
+server.username = "nobody"
+server.groupname = "nogroup"
+server.pid-file = "/run/lighttpd.pid"
+server.errorlog-use-syslog = "enable"
+index-file.names = ("index.html")
+mimetype.assign = (".html" => "text/html")
+ssl.engine = "enable"
+ssl.pemfile = "/etc/web/$PROFILE.pem"
+ssl.openssl.ssl-conf-cmd = ($TLS)
+EOF
+/usr/sbin/lighttpd -f /etc/lighttpd.conf
 # The weak build also left a telnet login on (undeclared: CR 7.7; credentials in clear: CR 4.1).
 [ "$PROFILE" = hardened ] || telnetd -p 23 -l /bin/login
 # The application bundle comes from the second disk (/dev/vda, which the host may change between boots): a tar
