@@ -722,12 +722,23 @@ class BootIntegrity(Strict):
                             "watched for, and the refusal record looked for")
 
 
+class OwnerTrust(Strict):
+    """How EDR/HDR/NDR 3.13 installs an owner root of trust: the operations `trust_anchor_install` (with
+    {anchor}) and `trust_anchor_remove` in shell.commands, run by the administrator role."""
+
+    kind: Literal["ssh_user_ca"] = Field(description="ssh_user_ca: {anchor} is an OpenSSH public key line "
+                                         "('ssh-ed25519 AAAA...'), a CA the device then trusts for SSH user "
+                                         "certificates (sshd TrustedUserCAKeys)")
+    account: str = Field(description="the account (a key of accounts) a certificate is signed for and logs in as")
+
+
 class Assurance(Strict):
     audit_log: AuditLogAccess = AuditLogAccess()
     self_test: SelfTest | None = None
     monitoring: Monitoring | None = None
     tamper: Tamper | None = None
     boot_integrity: BootIntegrity | None = None
+    owner_trust: OwnerTrust | None = None
     lab_actions: dict[str, LabAction] = Field(default_factory=dict, description="name -> what the lab does")
 
     @model_validator(mode="after")
@@ -1009,6 +1020,12 @@ class TargetSpec(Strict):
 
     @model_validator(mode="after")
     def _assurance_interfaces(self) -> TargetSpec:
+        trust = self.assurance.owner_trust
+        if trust is not None and trust.account not in self.accounts:
+            raise ValueError(f"assurance.owner_trust.account names {trust.account!r}, which accounts does not declare")
+        missing = [op for op in ("trust_anchor_install", "trust_anchor_remove") if op not in self.shell.commands]
+        if trust is not None and missing:
+            raise ValueError(f"assurance.owner_trust needs {' and '.join(missing)} in shell.commands")
         if self.assurance.boot_integrity is not None and self.essential_function is None:
             raise ValueError("assurance.boot_integrity needs essential_function: it shows whether a changed part runs")
         signal = self.assurance.tamper.signal if self.assurance.tamper else None

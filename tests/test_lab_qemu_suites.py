@@ -46,6 +46,9 @@ EXPECTED = {
     # runs it
     "EDR/HDR/NDR 3.14": ({"pass"}, {"fail"}),
     "EDR/HDR/NDR 3.14 RE(1)": ({"pass"}, {"fail"}),
+    # an owner SSH user CA through trust-anchor: the administrators only (hardened; the rest of the row is
+    # manual) or anyone (weak: the operator installs it)
+    "EDR/HDR/NDR 3.13": ({"manual"}, {"fail"}),
 }
 # test -> the verdicts each build may earn, where a row's verdict hides the difference (or several tests share it)
 SUITE = "conformance/test_{}.py::{}[{}-{}]"
@@ -58,6 +61,8 @@ TESTS = {
     ("cr_1_12_system_use_notification", "test_notice_before_ssh_login", "ssh"): ({"pass"}, {"fail"}),
     ("cr_1_12_system_use_notification", "test_notice_before_console_login", "console"): ({"pass"}, {"fail"}),
     ("cr_1_12_system_use_notification", "test_notice_on_the_web_login_page", "https"): ({"manual"}, {"manual"}),
+    ("edr_hdr_ndr_3_13_owner_roots_of_trust", "test_owner_anchor_installs_through_the_declared_command", "ssh"):
+        ({"pass"}, {"fail"}),
 }
 # With its two networks (namespaces: root) the guest is judged on them: the weak build forwards between them
 # and has an undeclared telnet port; without, both rows are manual.

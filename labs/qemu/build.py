@@ -279,6 +279,8 @@ def _stage_rootfs(stage: Path, work: Path) -> None:
         (stage / "etc" / name).write_text(text)
     shutil.copy(GUEST / "rc.sh", stage / "etc/rc.sh")
     (stage / "etc/rc.sh").chmod(0o755)
+    shutil.copy(GUEST / "trust-anchor", stage / "usr/sbin/trust-anchor")  # the owner's SSH CA (EDR 3.13)
+    (stage / "usr/sbin/trust-anchor").chmod(0o755)
     (stage / "etc/shadow").write_text("".join(f"{n}:*:19000:0:99999:7:::\n" for n, *_ in ACCOUNTS))
     (stage / "etc/shadow").chmod(0o600)
     (stage / "usr/lib/ssl").mkdir(parents=True, exist_ok=True)

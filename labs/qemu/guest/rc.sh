@@ -101,9 +101,15 @@ UseDNS no
 PrintMotd no
 PidFile /run/sshd.pid
 SyslogFacility AUTH
+TrustedUserCAKeys /etc/ssh/owner_ca.pub
 $SSHD
 EOF
 
+# The owner's SSH user CA (trust-anchor): empty at boot; the administrators' group may replace it in the
+# hardened build, anyone in the weak one.
+: > /etc/ssh/owner_ca.pub
+chgrp adm /etc/ssh/owner_ca.pub
+if [ "$PROFILE" = hardened ]; then chmod 664 /etc/ssh/owner_ca.pub; else chmod 666 /etc/ssh/owner_ca.pub; fi
 /usr/sbin/sshd
 # The web endpoint: a static status page over TLS (lighttpd + mod_openssl). The weak build keeps TLS 1.0 and
 # every suite OpenSSL still has (security level 0) on a 1024-bit RSA certificate signed with SHA-1; the
