@@ -31,6 +31,8 @@ if not shutil.which("qemu-system-x86_64"):
 import can  # noqa: E402
 import paramiko  # noqa: E402
 import serial  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 from iec62443_harness.labs import LabError  # noqa: E402
 from iec62443_harness.labs.qemu import build as qbuild  # noqa: E402
 from iec62443_harness.labs.qemu import launcher  # noqa: E402
@@ -398,6 +400,23 @@ def test_syslog_forwards_failed_logins(weak, syslog_sock):
         if any("operator" in line and "sshd" in line for line in lines):
             return
     raise AssertionError(f"no syslog line about the failed login; got {lines[-5:]}")
+
+
+def test_owner_ca_hardened_only_the_administrators_install_it(hardened):
+    key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    operator = ssh_login(hardened, "operator", hardened.secrets["QEMU_OPERATOR_PASSWORD"])
+    try:
+        assert "permission denied" in ssh_run(operator, f"/usr/sbin/trust-anchor install '{key}'")
+    finally:
+        operator.close()
+    admin = ssh_login(hardened, "admin", hardened.secrets["QEMU_ADMIN_PASSWORD"])
+    try:
+        assert "installed" in ssh_run(admin, f"/usr/sbin/trust-anchor install '{key}'")
+        assert ssh_run(admin, "/usr/sbin/trust-anchor list").strip() == key
+        assert "removed" in ssh_run(admin, "/usr/sbin/trust-anchor remove")
+        assert ssh_run(admin, "/usr/sbin/trust-anchor list").strip() == ""
+    finally:
+        admin.close()
 
 
 def test_input_validation_hardened_answers_exceptions_and_keeps_running(hardened):
