@@ -1019,7 +1019,7 @@ class TargetSpec(Strict):
         return {fr: level[fr] for fr in FR_NAMES} if isinstance(level, dict) else dict.fromkeys(FR_NAMES, level)
 
     @model_validator(mode="after")
-    def _assurance_interfaces(self) -> TargetSpec:
+    def _trust_and_boot(self) -> TargetSpec:
         trust = self.assurance.owner_trust
         if trust is not None and trust.account not in self.accounts:
             raise ValueError(f"assurance.owner_trust.account names {trust.account!r}, which accounts does not declare")
@@ -1028,6 +1028,10 @@ class TargetSpec(Strict):
             raise ValueError(f"assurance.owner_trust needs {' and '.join(missing)} in shell.commands")
         if self.assurance.boot_integrity is not None and self.essential_function is None:
             raise ValueError("assurance.boot_integrity needs essential_function: it shows whether a changed part runs")
+        return self
+
+    @model_validator(mode="after")
+    def _assurance_interfaces(self) -> TargetSpec:
         signal = self.assurance.tamper.signal if self.assurance.tamper else None
         if signal is not None and getattr(self.interfaces, signal.interface) is None:
             raise ValueError(f"assurance.tamper.signal.interface names {signal.interface!r}, which interfaces does "
