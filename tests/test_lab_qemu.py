@@ -233,6 +233,7 @@ def _tls(device: launcher.QemuDevice, version: ssl.TLSVersion) -> tuple[str, str
         return None
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")  # offered on purpose
 def test_https_status_page_with_the_pinned_certificate_and_the_profiles_tls(device):
     pin = bytes.fromhex(device.endpoints["https"]["certificate_sha256"].replace(":", ""))
     modern = _tls(device, ssl.TLSVersion.TLSv1_2)
