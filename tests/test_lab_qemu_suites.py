@@ -22,7 +22,7 @@ if not shutil.which("qemu-system-x86_64"):
     pytest.skip("qemu-system-x86_64 is not installed (apt-get install -y $(cat labs/qemu/apt-packages.txt))",
                 allow_module_level=True)
 
-pytestmark = pytest.mark.timeout(2400)  # one run of every suite against two guests, under TCG: about 15 min
+pytestmark = pytest.mark.timeout(2400)  # one run of every suite against two guests, under TCG: 21-23 min
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("qemu-plc", "qemu-plc-weak")
 # row -> the verdicts each build may earn; a set where the suites may honestly end either way
