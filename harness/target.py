@@ -719,11 +719,38 @@ class Tamper(Strict):
     within_s: float = Field(2.0, gt=0, le=60)
 
 
+class BootIntegrity(Strict):
+    """How EDR/HDR/NDR 3.14 is seen: lab actions that change a part the device boots or runs (boot image,
+    application bundle) and restart it. The changed part runs when the essential function is seen running
+    afterwards; a refusal shows as a record matching `refusal` (audit_show or syslog)."""
+
+    tamper: str = Field(description="the lab action that changes bytes of the part, its signature or hash left as "
+                        "they were, and restarts the device")
+    foreign_signature: str | None = Field(None, description="RE(1): the lab action that installs a changed part "
+                                          "validly signed with a key other than the supplier's, and restarts")
+    refusal: Regex = Field(r"(?i)integrity|signature|verif|refused|rejected",
+                           description="regular expression of the record of a refused part")
+    within_s: float = Field(30.0, gt=0, le=300, description="how long after the restart the essential function is "
+                            "watched for, and the refusal record looked for")
+
+
+class OwnerTrust(Strict):
+    """How EDR/HDR/NDR 3.13 installs an owner root of trust: the operations `trust_anchor_install` (with
+    {anchor}) and `trust_anchor_remove` in shell.commands, run by the administrator role."""
+
+    kind: Literal["ssh_user_ca"] = Field(description="ssh_user_ca: {anchor} is an OpenSSH public key line "
+                                         "('ssh-ed25519 AAAA...'), a CA the device then trusts for SSH user "
+                                         "certificates (sshd TrustedUserCAKeys)")
+    account: str = Field(description="the account (a key of accounts) a certificate is signed for and logs in as")
+
+
 class Assurance(Strict):
     audit_log: AuditLogAccess = AuditLogAccess()
     self_test: SelfTest | None = None
     monitoring: Monitoring | None = None
     tamper: Tamper | None = None
+    boot_integrity: BootIntegrity | None = None
+    owner_trust: OwnerTrust | None = None
     lab_actions: dict[str, LabAction] = Field(default_factory=dict, description="name -> what the lab does")
 
     @model_validator(mode="after")
@@ -731,6 +758,9 @@ class Assurance(Strict):
         breaks = self.self_test.broken_by if self.self_test else {}
         named = [(f"self_test.broken_by.{function}", action) for function, action in breaks.items()]
         named += [("tamper.trip", self.tamper.trip)] if self.tamper else []
+        boot = self.boot_integrity
+        named += [(f"boot_integrity.{k}", a) for k, a in (("tamper", boot.tamper), ("foreign_signature",
+                  boot.foreign_signature)) if a] if boot else []
         for where, action in named:
             if action not in self.lab_actions:
                 raise ValueError(f"{where} names {action!r}, which lab_actions does not declare")
@@ -1001,6 +1031,18 @@ class TargetSpec(Strict):
         """SL-T per FR (FR1..FR7), whichever way the target file gave it."""
         level = self.security_level
         return {fr: level[fr] for fr in FR_NAMES} if isinstance(level, dict) else dict.fromkeys(FR_NAMES, level)
+
+    @model_validator(mode="after")
+    def _trust_and_boot(self) -> TargetSpec:
+        trust = self.assurance.owner_trust
+        if trust is not None and trust.account not in self.accounts:
+            raise ValueError(f"assurance.owner_trust.account names {trust.account!r}, which accounts does not declare")
+        missing = [op for op in ("trust_anchor_install", "trust_anchor_remove") if op not in self.shell.commands]
+        if trust is not None and missing:
+            raise ValueError(f"assurance.owner_trust needs {' and '.join(missing)} in shell.commands")
+        if self.assurance.boot_integrity is not None and self.essential_function is None:
+            raise ValueError("assurance.boot_integrity needs essential_function: it shows whether a changed part runs")
+        return self
 
     @model_validator(mode="after")
     def _assurance_interfaces(self) -> TargetSpec:

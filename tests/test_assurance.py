@@ -39,6 +39,12 @@ def problem(tmp_path: Path, extra: str) -> str:
     ("assurance: {self_test: {passed: ok, failed: bad, function: '^(\\w+): (\\w+)$'}}\n", "named groups"),
     ("assurance: {tamper: {trip: open, signal: {interface: modbus_rtu, table: coils, address: 3}}, lab_actions: "
      "{open: {description: door, fault: tamper}}}\n", "modbus_rtu"),
+    ("assurance: {boot_integrity: {tamper: flash}}\n", "boot_integrity.tamper names 'flash'"),
+    ("assurance: {boot_integrity: {tamper: flash}, lab_actions: {flash: {description: a byte of the image, "
+     "fault: x}}}\n", "needs essential_function"),
+    ("assurance: {owner_trust: {kind: ssh_user_ca, account: nobody}}\n", "names 'nobody'"),
+    ("accounts: {op: {username: op, password: '${OP_PW}', role: operator}}\n"
+     "assurance: {owner_trust: {kind: ssh_user_ca, account: op}}\n", "needs trust_anchor_install and"),
 ])
 def test_impossible_assurance_is_one_line(tmp_path: Path, extra: str, says: str) -> None:
     message = problem(tmp_path, extra)

@@ -7,13 +7,18 @@ able to tell apart is checked here directly: default credentials (CR 1.5), locko
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import re
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -26,6 +31,8 @@ if not shutil.which("qemu-system-x86_64"):
 import can  # noqa: E402
 import paramiko  # noqa: E402
 import serial  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 from iec62443_harness.labs import LabError  # noqa: E402
 from iec62443_harness.labs.qemu import build as qbuild  # noqa: E402
 from iec62443_harness.labs.qemu import launcher  # noqa: E402
@@ -204,9 +211,38 @@ def test_ready_and_endpoints_on_loopback_below_the_ephemeral_range(device):
     assert 0 < device.ready_s < 60
     ports = [device.endpoints[n]["port"] for n in ("ssh", "modbus_tcp")]
     ports += [int(device.endpoints[n][k].rsplit(":", 1)[1]) for n, k in
-              (("console", "url"), ("modbus_rtu", "url"), ("can", "channel"))]
-    assert len(set(ports)) == 5 and all(p < 32768 for p in ports)
+              (("console", "url"), ("modbus_rtu", "url"), ("can", "channel"), ("https", "base_url"))]
+    assert len(set(ports)) == 6 and all(p < 32768 for p in ports)
     assert set(device.secrets) == {"QEMU_ADMIN_PASSWORD", "QEMU_OPERATOR_PASSWORD", "QEMU_LOCKTEST_PASSWORD"}
+
+
+def _tls(device: launcher.QemuDevice, version: ssl.TLSVersion) -> tuple[str, str, bytes] | None:
+    """(protocol, cipher, certificate SHA-256) of a handshake offering only `version`; None when refused."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_ciphers("ALL:@SECLEVEL=0")  # let the client offer what the weak build may accept
+    ctx.minimum_version = ctx.maximum_version = version
+    port = int(device.endpoints["https"]["base_url"].rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert b"QEMU PLC status" in tls.recv(4096) + tls.recv(4096)
+            return tls.version() or "", tls.cipher()[0], hashlib.sha256(tls.getpeercert(True) or b"").digest()
+    except ssl.SSLError:
+        return None
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")  # offered on purpose
+def test_https_status_page_with_the_pinned_certificate_and_the_profiles_tls(device):
+    pin = bytes.fromhex(device.endpoints["https"]["certificate_sha256"].replace(":", ""))
+    modern = _tls(device, ssl.TLSVersion.TLSv1_2)
+    assert modern is not None and modern[2] == pin
+    old = _tls(device, ssl.TLSVersion.TLSv1)
+    if device.profile == "weak":
+        assert old is not None and old[0] == "TLSv1"
+    else:
+        assert old is None and "ECDHE-ECDSA" in modern[1]
 
 
 def test_ssh_login_and_exec_with_the_pinned_host_key(device):
@@ -367,6 +403,23 @@ def test_syslog_forwards_failed_logins(weak, syslog_sock):
     raise AssertionError(f"no syslog line about the failed login; got {lines[-5:]}")
 
 
+def test_owner_ca_hardened_only_the_administrators_install_it(hardened):
+    key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    operator = ssh_login(hardened, "operator", hardened.secrets["QEMU_OPERATOR_PASSWORD"])
+    try:
+        assert "permission denied" in ssh_run(operator, f"/usr/sbin/trust-anchor install '{key}'")
+    finally:
+        operator.close()
+    admin = ssh_login(hardened, "admin", hardened.secrets["QEMU_ADMIN_PASSWORD"])
+    try:
+        assert "installed" in ssh_run(admin, f"/usr/sbin/trust-anchor install '{key}'")
+        assert ssh_run(admin, "/usr/sbin/trust-anchor list").strip() == key
+        assert "removed" in ssh_run(admin, "/usr/sbin/trust-anchor remove")
+        assert ssh_run(admin, "/usr/sbin/trust-anchor list").strip() == ""
+    finally:
+        admin.close()
+
+
 def test_input_validation_hardened_answers_exceptions_and_keeps_running(hardened):
     port = hardened.endpoints["modbus_tcp"]["port"]
     bad_count = bytes([0x10, 0, 100, 0, 2, 3, 1, 2, 3])  # 2 registers, byte count 3
@@ -411,6 +464,67 @@ def test_lockout_hardened_admin_unlocks(hardened, locked):
     finally:
         admin.close()
     assert ssh_accepts(hardened, "locktest", hardened.secrets["QEMU_LOCKTEST_PASSWORD"])
+
+
+def _bundle_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def _verifies(key: Path, public: bool, app: bytes, sig: bytes, tmp_path: Path) -> bool:
+    (tmp_path / "app.tar").write_bytes(app)
+    (tmp_path / "app.sig").write_bytes(sig)
+    pub = ["-pubin"] if public else []
+    done = subprocess.run(["openssl", "pkeyutl", "-verify", *pub, "-inkey", str(key), "-rawin", "-in",
+                           str(tmp_path / "app.tar"), "-sigfile", str(tmp_path / "app.sig")], capture_output=True)
+    return done.returncode == 0
+
+
+def test_bundle_is_signed_by_the_build_key_and_the_faults_change_it_in_place(tmp_path):
+    image = qbuild.build()
+    original = image.bundle.read_bytes()
+    built = _bundle_members(original)
+    assert set(built) == {"app.tar", "app.sig"}
+    assert launcher.BUNDLE_MARK in _bundle_members(built["app.tar"])["plcd"]
+    assert _verifies(image.directory / "signing.pem", False, built["app.tar"], built["app.sig"], tmp_path)
+    tampered, detail = launcher.changed_bundle(original, tmp_path, foreign=False)
+    assert len(tampered) == len(original) and "signature left as built" in detail
+    changed = _bundle_members(tampered)
+    assert changed["app.sig"] == built["app.sig"] and changed["app.tar"] != built["app.tar"]
+    assert launcher.BUNDLE_MARK_CHANGED in _bundle_members(changed["app.tar"])["plcd"]
+    assert not _verifies(image.directory / "signing.pem", False, changed["app.tar"], changed["app.sig"], tmp_path)
+    foreign, _ = launcher.changed_bundle(original, tmp_path, foreign=True)
+    signed = _bundle_members(foreign)
+    assert len(foreign) == len(original) and signed["app.tar"] == changed["app.tar"]
+    assert _verifies(tmp_path / "foreign.pem", False, signed["app.tar"], signed["app.sig"], tmp_path)
+    assert not _verifies(image.directory / "signing.pem", False, signed["app.tar"], signed["app.sig"], tmp_path)
+
+
+def test_tampered_bundle_hardened_refuses_plcd_until_restored(hardened):
+    port = hardened.endpoints["modbus_tcp"]["port"]
+    hardened.set_fault("tamper_bundle")
+    try:
+        assert hardened.fault == "tamper_bundle"
+        time.sleep(3)  # plcd would be up a second after SSH
+        assert not launcher.modbus_read(port, timeout=1.0)
+        assert ssh_accepts(hardened, "admin", hardened.secrets["QEMU_ADMIN_PASSWORD"])  # the rest of the boot ran
+    finally:
+        hardened.set_fault(None)
+    assert hardened.fault is None and launcher.modbus_read(port, timeout=2.0)
+
+
+def test_tampered_bundle_weak_runs_it_and_logs_its_mark(weak, syslog_sock):
+    weak.set_fault("tamper_bundle")
+    try:
+        lines = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("bundle-mark:tampered" in ln for ln in lines):
+            with contextlib.suppress(TimeoutError):
+                lines.append(syslog_sock.recv(2048).decode(errors="replace"))
+        assert any("plcd" in ln and "bundle-mark:tampered" in ln for ln in lines), lines[-5:]
+        assert launcher.modbus_read(weak.endpoints["modbus_tcp"]["port"], timeout=2.0)
+    finally:
+        weak.set_fault(None)
 
 
 def test_input_validation_weak_crashes_and_restart_recovers(weak):

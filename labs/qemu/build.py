@@ -17,6 +17,7 @@ import argparse
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -25,6 +26,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,20 +43,34 @@ INSTALL_HINT = "install the lab's packages: apt-get install -y $(cat labs/qemu/a
 # Host packages whose files end up in the image: their versions are part of the cache key.
 IMAGE_PACKAGES = ("busybox-static", "dash", "openssh-server", "login", "libpam-modules", "libpam-modules-bin",
                   "libpam0g", "libmodbus5",
-                  "libmodbus-dev", "can-utils", "iproute2", "libc6", "libssl3")
+                  "libmodbus-dev", "can-utils", "iproute2", "libc6", "libssl3", "openssl",
+                  "lighttpd", "lighttpd-mod-openssl")
 # dash as the login shell: busybox ash's line editing sends a cursor query (ESC[6n) after each prompt.
 BINARIES = {"/bin/dash": "/bin/dash", "/usr/sbin/sshd": "/usr/sbin/sshd", "/bin/login": "/bin/login",
             "/bin/ip": "/sbin/ip", "/usr/bin/slcand": "/usr/bin/slcand", "/usr/bin/cangw": "/usr/bin/cangw",
-            "/usr/sbin/faillock": "/usr/sbin/faillock"}
+            "/usr/sbin/faillock": "/usr/sbin/faillock", "/usr/bin/openssl": "/usr/bin/openssl",
+            "/usr/sbin/lighttpd": "/usr/sbin/lighttpd",
+            "/usr/lib/lighttpd/mod_openssl.so": "/usr/lib/lighttpd/mod_openssl.so"}
 PAM_DIR = "/lib/x86_64-linux-gnu/security"
 PAM_MODULES = ("pam_unix.so", "pam_faillock.so", "pam_deny.so", "pam_permit.so")
-KERNEL_MODULES = ("virtio_pci", "virtio_rng", "virtio_net", "kvaser_pci", "can_raw", "slcan", "can_gw")
+KERNEL_MODULES = ("virtio_pci", "virtio_rng", "virtio_net", "virtio_blk", "kvaser_pci", "can_raw", "slcan", "can_gw")
 # name, uid, gid, home, shell; the launcher writes /etc/shadow for exactly these accounts at each boot.
 ACCOUNTS = (("root", 0, 0, "/root", "/bin/dash"), ("sshd", 100, 65534, "/run/sshd", "/bin/false"),
             ("admin", 1000, 1000, "/home/admin", "/bin/dash"), ("operator", 1001, 1001, "/home/operator", "/bin/dash"),
             ("locktest", 1002, 1002, "/home/locktest", "/bin/dash"),
             ("nobody", 65534, 65534, "/nonexistent", "/bin/false"))
 LOGIN_ACCOUNTS = ("root", "admin", "operator", "locktest")
+# The application bundle (plcd) lives on a second disk the host can change between boots: a tar of app.tar and
+# app.sig, the Ed25519 signature of app.tar by the build key, whose public half the initramfs carries (rc.sh).
+BUNDLE_PUBKEY = "etc/boot/bundle.pub"
+# The web endpoint's certificates (lighttpd, rc.sh picks one by profile): profile -> openssl req key options.
+WEB_KEYS = {"hardened": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-sha256"],
+            "weak": ["-newkey", "rsa:1024", "-sha1"]}
+WEB_STATUS = """<!doctype html>
+<html><head><title>QEMU PLC</title></head>
+<body><h1>QEMU PLC status</h1><p>Control task: coil 0 on 1 s, off 2 s. Modbus TCP on 502, RTU on ttyS1.</p></body>
+</html>
+"""
 
 ETC = {
     "passwd": "".join(f"{n}:x:{u}:{g}:{n}:{h}:{s}\n" for n, u, g, h, s in ACCOUNTS),
@@ -81,6 +97,11 @@ class Image:
     initrd: Path
     host_key_fingerprint: str  # SHA256:... of the guest's SSH host key
     manifest: dict
+
+    @property
+    def bundle(self) -> Path:
+        """The signed application bundle as built (the launcher boots a copy it may change)."""
+        return self.directory / "bundle.img"
 
 
 def cache_root() -> Path:
@@ -169,6 +190,8 @@ def _build_into(root: Path, target: Path, inputs: dict) -> None:
         _uncompressed_kernel(next((kdir / "boot").glob("vmlinuz-*")), out / "vmlinux")
         _stage_rootfs(stage, work)
         _stage_modules(kdir, stage, version)
+        bundle = _bundle(work / "plcd", stage, out)
+        web = {profile: _web_certificate(stage, profile) for profile in WEB_KEYS}
         fingerprint = _host_key(stage)
         rsa_fingerprint = _host_key(stage, "rsa", "1024")  # the weak build's legacy key (rc.sh)
         # Uncompressed: under TCG the guest unpacks 19 MB of cpio faster than it inflates 8 MB of gzip.
@@ -176,7 +199,8 @@ def _build_into(root: Path, target: Path, inputs: dict) -> None:
         (out / "initramfs.cpio").write_bytes(data)
         manifest = {"key": target.name, "inputs": inputs, "kernel_release": version,
                     "host_key_fingerprint": fingerprint, "rsa_host_key_fingerprint": rsa_fingerprint,
-                    "initramfs_bytes": len(data),
+                    "initramfs_bytes": len(data), "bundle": bundle,
+                    "web_certificate_sha256": web,
                     "build_s": round(time.monotonic() - started, 2)}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         os.rename(out, target)
@@ -227,17 +251,18 @@ def _copy(src: str, stage: Path, dest: str | None = None) -> None:
 
 
 def _stage_rootfs(stage: Path, work: Path) -> None:
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "var/log", "root",
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "var/log", "root", "etc/boot",
               "etc/ssh", "etc/pam.d", "etc/security", "home/admin", "home/operator", "home/locktest"):
         (stage / d).mkdir(parents=True, exist_ok=True)
     plcd = work / "plcd"
     _run(["gcc", "-O2", "-Wall", "-I/usr/include/modbus", "-o", str(plcd), str(GUEST / "plcd.c"), "-lmodbus",
           "-lpthread"], "compiling the PLC runtime (guest/plcd.c)")
-    binaries = {**BINARIES, str(plcd): "/usr/sbin/plcd"}
+    binaries = {**BINARIES, str(plcd): None}  # plcd itself goes into the bundle (_bundle); its libraries here
     binaries.update({f"{PAM_DIR}/{m}": f"{PAM_DIR}/{m}" for m in PAM_MODULES})
     libraries: set[str] = set()
     for src, dest in binaries.items():
-        _copy(src, stage, dest)
+        if dest:
+            _copy(src, stage, dest)
         libraries |= _libraries(src)
     for lib in libraries:
         _copy(lib, stage)
@@ -254,8 +279,72 @@ def _stage_rootfs(stage: Path, work: Path) -> None:
         (stage / "etc" / name).write_text(text)
     shutil.copy(GUEST / "rc.sh", stage / "etc/rc.sh")
     (stage / "etc/rc.sh").chmod(0o755)
+    shutil.copy(GUEST / "trust-anchor", stage / "usr/sbin/trust-anchor")  # the owner's SSH CA (EDR 3.13)
+    (stage / "usr/sbin/trust-anchor").chmod(0o755)
     (stage / "etc/shadow").write_text("".join(f"{n}:*:19000:0:99999:7:::\n" for n, *_ in ACCOUNTS))
     (stage / "etc/shadow").chmod(0o600)
+    (stage / "usr/lib/ssl").mkdir(parents=True, exist_ok=True)
+    (stage / "usr/lib/ssl/openssl.cnf").write_text("")  # openssl(1) reads its default configuration file
+    (stage / "srv/www").mkdir(parents=True, exist_ok=True)
+    (stage / "srv/www/index.html").write_text(WEB_STATUS)
+
+
+def _web_certificate(stage: Path, profile: str) -> str:
+    """A self-signed certificate naming the guest and the loopback address its port is forwarded to (key and
+    certificate in one PEM, as lighttpd takes them); its SHA-256 fingerprint, hex with colons."""
+    pem = stage / f"etc/web/{profile}.pem"
+    crt = pem.with_suffix(".crt")
+    pem.parent.mkdir(parents=True, exist_ok=True)
+    _run(["openssl", "req", "-x509", *WEB_KEYS[profile], "-nodes", "-keyout", str(pem), "-out", str(crt),
+          "-days", "825", "-subj", "/CN=qemu-plc", "-addext", "subjectAltName=DNS:qemu-plc,IP:127.0.0.1"],
+         "making the web certificate")
+    with open(pem, "a") as out:
+        out.write(crt.read_text())
+    pem.chmod(0o600)
+    fingerprint = _run(["openssl", "x509", "-in", str(crt), "-noout", "-fingerprint", "-sha256"],
+                       "reading the web certificate")
+    crt.unlink()
+    return fingerprint.strip().split("=", 1)[1]
+
+
+def _tar(members: dict[str, tuple[bytes, int]]) -> bytes:
+    """A reproducible ustar archive: name -> (data, mode), owned by root, timestamp zero."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, (data, mode) in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def sign(key: Path, data: Path, signature: Path) -> None:
+    """An Ed25519 signature of a file (openssl pkeyutl -rawin: what the guest verifies with -verify)."""
+    _run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", str(key), "-in", str(data), "-out", str(signature)],
+         "signing the application bundle")
+
+
+def new_key(path: Path) -> None:
+    _run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(path)], "making a signing key")
+
+
+def _bundle(plcd: Path, stage: Path, out: Path) -> dict:
+    """bundle.img (the second disk) signed with a fresh build key; the public key goes into the initramfs and
+    the private one stays in the image directory (signing.pem, the supplier's key: never in the guest)."""
+    key = out / "signing.pem"
+    new_key(key)
+    key.chmod(0o600)
+    _run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(stage / BUNDLE_PUBKEY)],
+         "exporting the bundle's public key")
+    app = out / "app.tar"
+    app.write_bytes(_tar({"plcd": (plcd.read_bytes(), 0o755)}))
+    sign(key, app, out / "app.sig")
+    image = _tar({"app.tar": (app.read_bytes(), 0o644), "app.sig": ((out / "app.sig").read_bytes(), 0o644)})
+    (out / "bundle.img").write_bytes(image)
+    for name in ("app.tar", "app.sig"):
+        (out / name).unlink()
+    return {"bytes": len(image), "sha256": hashlib.sha256(image).hexdigest(),
+            "public_key_sha256": hashlib.sha256((stage / BUNDLE_PUBKEY).read_bytes()).hexdigest()}
 
 
 def _stage_modules(kdir: Path, stage: Path, version: str) -> None:

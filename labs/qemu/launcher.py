@@ -11,6 +11,7 @@ import atexit
 import base64
 import contextlib
 import hashlib
+import io
 import os
 import random
 import secrets
@@ -19,6 +20,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +29,25 @@ from typing import Any
 import paramiko
 from iec62443_harness.labs import LabError
 from iec62443_harness.labs.process import die_with_parent
-from iec62443_harness.labs.qemu.build import ACCOUNTS, LOGIN_ACCOUNTS, Image, build, cpio_entry, cpio_trailer
+from iec62443_harness.labs.qemu.build import (
+    ACCOUNTS,
+    LOGIN_ACCOUNTS,
+    Image,
+    build,
+    cpio_entry,
+    cpio_trailer,
+    new_key,
+    sign,
+)
 from iec62443_harness.labs.qemu.netns import GUEST_IP, GUEST_MAC, SEGMENTS, Segments, Zones, unavailable
 
 QEMU = "qemu-system-x86_64"
 PROFILES = ("weak", "hardened")
-FAULTS = ("stall",)
+# stall: the VM paused. tamper_bundle: bytes of plcd changed on the bundle disk (its signature kept), then a
+# reboot; foreign_signature: the same change signed with a key of the lab's own instead of the build key.
+BUNDLE_FAULTS = ("tamper_bundle", "foreign_signature")
+FAULTS = ("stall", *BUNDLE_FAULTS)
+BUNDLE_MARK, BUNDLE_MARK_CHANGED = b"bundle-mark:original", b"bundle-mark:tampered"  # guest/plcd.c bundle_mark
 HOST = "127.0.0.1"
 # What the guest is configured with; targets/qemu-plc*.yaml declare the same values.
 BANNER = "WARNING: authorized use only. Activity on this device is monitored and recorded."
@@ -42,7 +57,7 @@ WEAK_PASSWORDS = {name: name for name in LOGIN_ACCOUNTS}  # factory defaults: ro
 SECRET_ENV = {"admin": "QEMU_ADMIN_PASSWORD", "operator": "QEMU_OPERATOR_PASSWORD",
               "locktest": "QEMU_LOCKTEST_PASSWORD"}
 READY_USER = "admin"
-PORTS = ("ssh", "modbus_tcp", "console", "modbus_rtu", "can")
+PORTS = ("ssh", "modbus_tcp", "console", "modbus_rtu", "can", "https")
 OPTIONS = ("ports", "ready_timeout_s", "memory_mb", "cache_dir", "zones", "networks")
 # mitigations and crypto self-tests cost about 0.5 s of emulated boot and protect nothing in a lab VM.
 KERNEL_ARGS = "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
@@ -113,6 +128,41 @@ def _boot_config(profile: str, passwords: dict[str, str], syslog: tuple[str, int
     return members + cpio_trailer()
 
 
+def _members(bundle: bytes) -> dict[str, tuple[int, int]]:
+    """name -> (offset, size) of each member's data in the bundle disk (a tar)."""
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
+        return {m.name: (m.offset_data, m.size) for m in tar.getmembers()}
+
+
+def changed_bundle(original: bytes, workdir: Path, foreign: bool) -> tuple[bytes, str]:
+    """The bundle disk with plcd's build mark rewritten (it still runs); `foreign`: app.sig replaced by a
+    signature of the changed app.tar with a fresh key of the lab's own. Same size: written in place."""
+    members = _members(original)
+    start, size = members["app.tar"]
+    at = original.find(BUNDLE_MARK, start, start + size)
+    if at < 0:
+        raise LabError("the application bundle holds no build mark to change: rebuild the image "
+                       "(iec62443 qemu-build --force)")
+    data = bytearray(original)
+    data[at:at + len(BUNDLE_MARK)] = BUNDLE_MARK_CHANGED
+    changed = sum(a != b for a, b in zip(BUNDLE_MARK, BUNDLE_MARK_CHANGED, strict=True))
+    detail = (f"{changed} bytes of plcd changed at offset {at} of the bundle disk ({BUNDLE_MARK.decode()!r} -> "
+              f"{BUNDLE_MARK_CHANGED.decode()!r})")
+    if not foreign:
+        return bytes(data), detail + ", its signature left as built"
+    key, app, sig = workdir / "foreign.pem", workdir / "app.tar", workdir / "app.sig"
+    new_key(key)
+    app.write_bytes(data[start:start + size])
+    sign(key, app, sig)
+    offset, length = members["app.sig"]
+    signature = sig.read_bytes()
+    if len(signature) != length:
+        raise LabError(f"a foreign signature of {len(signature)} bytes does not fit app.sig ({length} bytes)")
+    data[offset:offset + length] = signature
+    return bytes(data), detail + ", and app.sig replaced by a valid Ed25519 signature of the changed app.tar " \
+                                 "by a key of the lab's own (not the build key)"
+
+
 def _fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
@@ -180,10 +230,15 @@ class QemuDevice:
             "console": {"url": f"socket://{HOST}:{ports['console']}"},
             "modbus_rtu": {"url": f"socket://{HOST}:{ports['modbus_rtu']}"},
             "can": {"channel": f"socket://{HOST}:{ports['can']}"},
+            # the profile's certificate, made at build time: its fingerprint pins the device the harness booted
+            "https": {"base_url": f"https://{HOST}:{ports['https']}",
+                      "certificate_sha256": image.manifest["web_certificate_sha256"][profile]},
         }
         self.pid = 0
         self.ready_s = 0.0
         self._stalled = False
+        self._bundle_fault: str | None = None
+        self.fault_detail = ""  # what the last fault changed, in words (a lab's note, never an observation)
         self._boot_id = ""
         config = _boot_config(profile, passwords, syslog, zones, networks)
         self._workdir = Path(tempfile.mkdtemp(prefix="qemu-plc-"))
@@ -191,16 +246,21 @@ class QemuDevice:
         self._log = self._workdir / "qemu.log"
         initrd = self._workdir / "initrd.cpio"
         initrd.write_bytes(image.initrd.read_bytes() + config)
+        # a copy the faults may change between boots (in place: QEMU keeps the file open)
+        self._bundle = self._workdir / "bundle.img"
+        shutil.copy(image.bundle, self._bundle)
         # Optional second NIC in a control zone behind a conduit (labs/qemu/netns.py); None: no zones.
         self.zones: Zones | None = None
         net = f"user,id=n0,restrict={'off' if syslog else 'on'}"  # off only to reach the host's syslog port
         net += f",hostfwd=tcp:{HOST}:{ports['ssh']}-:22,hostfwd=tcp:{HOST}:{ports['modbus_tcp']}-:502"
+        net += f",hostfwd=tcp:{HOST}:{ports['https']}-:443"
         self._argv = [
             QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-accel", "tcg", "-m", str(memory_mb),
             "-kernel", str(image.kernel), "-initrd", str(initrd),
             "-append", KERNEL_ARGS,
             "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
             "-device", "virtio-rng-pci",
+            "-drive", f"file={self._bundle},format=raw,if=virtio,readonly=on",
             *(a for name in ("console", "modbus_rtu", "can")
               for a in ("-serial", f"tcp:{HOST}:{ports[name]},server=on,wait=off,nodelay=on")),
             "-object", "can-bus,id=canbus0", "-device", "kvaser_pci,canbus=canbus0",
@@ -248,26 +308,29 @@ class QemuDevice:
         self.pid = self._proc.pid
         self._wait_ready(started)
 
-    def _wait_ready(self, started: float) -> None:
-        """Poll until a Modbus read and an SSH login with a command succeed on a boot other than the last."""
+    def _wait_ready(self, started: float, modbus: bool = True) -> None:
+        """Poll until a Modbus read and an SSH login with a command succeed on a boot other than the last
+        (without `modbus`: the login alone, for a boot whose application bundle was changed)."""
         deadline = started + self.ready_timeout_s
-        modbus_up = False
+        modbus_up = not modbus
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 raise LabError(self._exit_reason())
             if not modbus_up:
                 modbus_up = modbus_read(self.ports["modbus_tcp"], timeout=0.5)
+            # sshd answered its banner: a login may still take seconds under TCG on a loaded host, and one cut
+            # short is started again from nothing, so it gets a generous timeout
             if modbus_up and ssh_banner(self.ports["ssh"], timeout=0.5):
                 try:
                     status, boot_id = ssh_exec(self.ports["ssh"], READY_USER, self.passwords[READY_USER],
                                                "cat /proc/sys/kernel/random/boot_id",
-                                               self.image.host_key_fingerprint, timeout=3.0)
+                                               self.image.host_key_fingerprint, timeout=8.0)
                 except (OSError, EOFError, paramiko.SSHException):
                     status, boot_id = -1, ""
                 # After a reset the old boot may answer for a moment: only a new boot id counts, and
                 # Modbus is asked again so that both answers come from that boot.
                 if status == 0 and boot_id.strip() and boot_id != self._boot_id:
-                    if modbus_read(self.ports["modbus_tcp"], timeout=1.0):
+                    if not modbus or modbus_read(self.ports["modbus_tcp"], timeout=1.0):
                         self._boot_id = boot_id
                         self.ready_s = round(time.monotonic() - started, 2)
                         self._pidfile_pid()
@@ -326,13 +389,37 @@ class QemuDevice:
         if self._proc is None or self._proc.poll() is not None:
             raise LabError("the QEMU guest is not running: start() it again")
 
+    @property
+    def fault(self) -> str | None:
+        return "stall" if self._stalled else self._bundle_fault
+
     def set_fault(self, name: str | None) -> None:
-        """'stall' pauses the whole VM (every interface goes silent, connections stay open); None resumes."""
+        """'stall' pauses the whole VM (every interface goes silent, connections stay open). 'tamper_bundle' and
+        'foreign_signature' change the application bundle's disk and reboot, returning once SSH answers on the
+        new boot (whatever became of plcd). None resumes a stalled VM, and puts the built bundle back and reboots
+        (until Modbus answers too) after a bundle fault."""
         if name is not None and name not in FAULTS:
             raise LabError(f"unknown fault {name!r} for the QEMU lab: use one of {', '.join(FAULTS)} or None")
         self._require_running()
-        self._monitor("stop" if name == "stall" else "cont")
-        self._stalled = name == "stall"
+        self.fault_detail = ""
+        if name == "stall":
+            self._monitor("stop")
+            self._stalled = True
+            return
+        self._monitor("cont")
+        self._stalled = False
+        if name is None and self._bundle_fault is None:
+            return
+        original = self.image.bundle.read_bytes()
+        data, self.fault_detail = changed_bundle(original, self._workdir, name == "foreign_signature") if name \
+            else (original, "the bundle disk restored as built")
+        with open(self._bundle, "r+b") as disk:  # in place: QEMU reads the open file at the next boot
+            disk.write(data)
+        self._bundle_fault = name
+        started = time.monotonic()
+        self._monitor("system_reset")
+        self._wait_ready(started, modbus=name is None)
+        self.fault_detail += f"; rebooted, SSH answered {time.monotonic() - started:.1f} s later"
 
     def restart(self) -> None:
         """Power-cycle through the monitor (system_reset) and wait until the device answers again."""
@@ -342,7 +429,7 @@ class QemuDevice:
         if self._stalled:
             self._monitor("cont")
             self._stalled = False
-        self._wait_ready(started)
+        self._wait_ready(started, modbus=self._bundle_fault is None)
 
     def stop(self) -> None:
         """Quit QEMU and kill its process group; idempotent, and safe at interpreter exit."""

@@ -41,6 +41,9 @@
 static modbus_mapping_t *image;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int weak;
+/* The application bundle's build mark: the QEMU lab's tamper_bundle / foreign_signature faults rewrite these
+ * bytes on the bundle disk (labs/qemu/launcher.py BUNDLE_MARK), so a changed plcd still runs and says so. */
+static const char bundle_mark[] = "bundle-mark:original";
 
 static unsigned get16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
 
@@ -258,7 +261,7 @@ int main(int argc, char **argv) {
     pthread_create(&t, NULL, control_task, NULL);
     if (tty) pthread_create(&t, NULL, rtu_server, (void *)tty);
     if (canif) pthread_create(&t, NULL, can_node, (void *)canif);
-    syslog(LOG_INFO, "started, %s profile", weak ? "weak" : "hardened");
+    syslog(LOG_INFO, "started, %s profile, %s", weak ? "weak" : "hardened", bundle_mark);
     tcp_server(&port);
     return 0;
 }

@@ -19,6 +19,7 @@ hostname qemu-plc
 modprobe virtio_pci
 modprobe virtio_rng  # seeds the kernel's random pool at once: sshd waits for it otherwise (about 1.5 s)
 modprobe virtio_net
+modprobe virtio_blk  # the application bundle's disk (below)
 /sbin/ip link set lo up
 /sbin/ip link set eth0 up
 /sbin/ip addr add 10.0.2.15/24 dev eth0
@@ -100,16 +101,72 @@ UseDNS no
 PrintMotd no
 PidFile /run/sshd.pid
 SyslogFacility AUTH
+TrustedUserCAKeys /etc/ssh/owner_ca.pub
 $SSHD
 EOF
 
+# The owner's SSH user CA (trust-anchor): empty at boot; the administrators' group may replace it in the
+# hardened build, anyone in the weak one.
+: > /etc/ssh/owner_ca.pub
+chgrp adm /etc/ssh/owner_ca.pub
+if [ "$PROFILE" = hardened ]; then chmod 664 /etc/ssh/owner_ca.pub; else chmod 666 /etc/ssh/owner_ca.pub; fi
 /usr/sbin/sshd
+# The web endpoint: a static status page over TLS (lighttpd + mod_openssl). The weak build keeps TLS 1.0 and
+# every suite OpenSSL still has (security level 0) on a 1024-bit RSA certificate signed with SHA-1; the
+# hardened one TLS 1.2+ with ECDHE and AEAD suites on a P-256 certificate.
+if [ "$PROFILE" = hardened ]; then
+    TLS='"MinProtocol" => "TLSv1.2", "CipherString" => "ECDHE+AESGCM:ECDHE+CHACHA20", "Groups" => "X25519:P-256:P-384",
+    "Ciphersuites" => "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"'
+else
+    TLS='"MinProtocol" => "TLSv1", "CipherString" => "ALL:@SECLEVEL=0"'
+fi
+cat > /etc/lighttpd.conf <<EOF
+server.modules = ("mod_openssl")
+server.document-root = "/srv/www"
+server.port = 443
+server.username = "nobody"
+server.groupname = "nogroup"
+server.pid-file = "/run/lighttpd.pid"
+server.errorlog-use-syslog = "enable"
+index-file.names = ("index.html")
+mimetype.assign = (".html" => "text/html")
+ssl.engine = "enable"
+ssl.pemfile = "/etc/web/$PROFILE.pem"
+ssl.openssl.ssl-conf-cmd = ($TLS)
+EOF
+/usr/sbin/lighttpd -f /etc/lighttpd.conf
 # The weak build also left a telnet login on (undeclared: CR 7.7; credentials in clear: CR 4.1).
 [ "$PROFILE" = hardened ] || telnetd -p 23 -l /bin/login
-# Modbus TCP on eth0 and RTU on ttyS1 at once; the CAN node joins when can0 comes up (below).
-PLCD="/usr/sbin/plcd -r /dev/ttyS1 -c can0"
-[ "$PROFILE" = hardened ] || PLCD="$PLCD -w"
-$PLCD &
+# The application bundle comes from the second disk (/dev/vda, which the host may change between boots): a tar
+# of app.tar (plcd) and app.sig, its Ed25519 signature by the build key. The hardened build verifies it with the
+# public key in this initramfs before anything in it runs, and refuses (and records) a bundle that fails; the
+# weak build runs whatever it finds.
+mkdir -p /run/bundle /run/app
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/vda ] && break; usleep 50000; done
+BUNDLE=refused
+if ! tar -xf /dev/vda -C /run/bundle app.tar app.sig 2>/dev/null; then
+    REASON="no readable bundle on /dev/vda"
+elif [ "$PROFILE" != hardened ]; then
+    BUNDLE=ok
+elif openssl pkeyutl -verify -pubin -inkey /etc/boot/bundle.pub -rawin -in /run/bundle/app.tar \
+        -sigfile /run/bundle/app.sig >/dev/null 2>&1; then
+    BUNDLE=ok
+    logger -t boot-integrity -p auth.info "application bundle verified (sha256 $(sha256sum < /run/bundle/app.tar | cut -c1-16)...): starting plcd"
+else
+    REASON="its signature does not verify with the build key (sha256 $(sha256sum < /run/bundle/app.tar | cut -c1-16)...)"
+fi
+if [ $BUNDLE = ok ]; then
+    tar -xf /run/bundle/app.tar -C /run/app
+    # Modbus TCP on eth0 and RTU on ttyS1 at once; the CAN node joins when can0 comes up (below).
+    PLCD="/run/app/plcd -r /dev/ttyS1 -c can0"
+    [ "$PROFILE" = hardened ] || PLCD="$PLCD -w"
+    $PLCD &
+else
+    MSG="application bundle refused: $REASON; plcd not started"
+    logger -t boot-integrity -p auth.crit "$MSG"
+    echo "boot-integrity: $MSG" > /dev/console
+fi
+rm -rf /run/bundle
 
 modprobe kvaser_pci
 modprobe can_raw
