@@ -81,6 +81,17 @@ def _qemu_pids() -> set[int]:
     return pids
 
 
+def _orphaned(pid: int) -> bool:
+    """A QEMU whose harness is gone: left behind. One whose parent is still a Python process belongs to a run
+    going on beside this one (another test session on the machine), not to the run this test started."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False  # gone meanwhile: not left running
+    return ppid == 1 or b"python" not in parent
+
+
 @pytest.fixture(scope="module")
 def matrices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     reports = tmp_path_factory.mktemp("qemu-suites")
@@ -95,7 +106,7 @@ def matrices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         matrix = reports / name / "ci" / "matrix.json"
         assert matrix.is_file(), f"no matrix for {name}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
         out[name] = json.loads(matrix.read_text())
-    out["_left"] = sorted(_qemu_pids() - before)  # type: ignore[assignment]
+    out["_left"] = sorted(pid for pid in _qemu_pids() - before if _orphaned(pid))  # type: ignore[assignment]
     out["_stdout"] = proc.stdout  # type: ignore[assignment]
     return out
 
