@@ -20,10 +20,11 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from iec62443_harness import __version__
@@ -44,6 +45,7 @@ from iec62443_harness.verdicts import Outcome, Verdict, compensation, countermea
 
 if TYPE_CHECKING:
     from iec62443_harness.report.results import ResultsWriter
+    from xdist.workermanage import WorkerController
 
 BACKSTOP_S = 900.0  # per-test time-out when none is configured: drivers time out long before, this catches bugs
 
@@ -73,7 +75,7 @@ class HarnessState:
     locks: list = field(default_factory=list)  # harness.report.lock.RunLock per target, held until unconfigure
     stopped_by: str | None = None  # "SIGTERM" once one arrived
     finishing: bool = False  # sessionfinish began: a later SIGTERM must not cut the reports short
-    previous_sigterm: object = None  # the handler to put back at unconfigure
+    previous_sigterm: Callable[[int, FrameType | None], Any] | int | None = None  # to put back at unconfigure
     sigterm_installed: bool = False
     gate: str = "sl-t"  # which rows decide the exit status (harness.report.gate)
     unjudged_failed: bool = False  # a test that judges no row failed: pytest's own failure, kept
@@ -666,7 +668,7 @@ def _finish_controller(session: pytest.Session, state: HarnessState, exitstatus:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+def pytest_configure_node(node: WorkerController) -> None:
     state = _state(node.config)
     if state is not None:
         from iec62443_harness.plugin import xdist
@@ -675,7 +677,7 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodeready(node) -> None:  # type: ignore[no-untyped-def]
+def pytest_testnodeready(node: WorkerController) -> None:
     state = _state(node.config)
     if state is not None:
         from iec62443_harness.plugin import xdist
@@ -686,7 +688,7 @@ def pytest_testnodeready(node) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
+def pytest_testnodedown(node: WorkerController, error: object) -> None:
     state = _state(node.config)
     if state is None:
         return
@@ -700,7 +702,7 @@ def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Each target's tests on one worker (harness.plugin.xdist), whatever --dist was asked for."""
     state = _state(config)
     if state is None:
@@ -750,5 +752,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state.locks.clear()
     if state.sigterm_installed:
         signal.signal(signal.SIGTERM, state.previous_sigterm if state.previous_sigterm is not None
-                      else signal.SIG_DFL)  # type: ignore[arg-type]
+                      else signal.SIG_DFL)
         state.sigterm_installed = False

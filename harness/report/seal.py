@@ -70,7 +70,10 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
                 if not member.isfile() or "/" in name or name.startswith("."):
                     raise HarnessError(f"{path} holds {member.name!r}, which a sealed bundle never has: it was "
                                        "altered; ask for the bundle again")
-                files[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                data = tar.extractfile(member)
+                if data is None:  # a regular file always has its data; checked above
+                    raise HarnessError(f"{path} holds {member.name!r} without data: it was altered")
+                files[name] = data.read()
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         raise HarnessError(f"{path} is not a readable bundle ({exc.__class__.__name__}: {exc}): it is damaged or "
                            "not made by iec62443 seal; ask for the bundle again") from None
@@ -119,7 +122,8 @@ def seal(run_dir: Path, out: Path | None = None) -> tuple[Path, str]:
             info = tarfile.TarInfo(f"{top}/{name}")
             info.size, info.mode, info.mtime = len(data), 0o644, 0  # the same bytes give the same members
             tar.addfile(info, io.BytesIO(data))
-    return out, digest  # type: ignore[return-value]
+    assert digest is not None  # a folder with no problems has its manifest
+    return out, digest
 
 
 # --- the commands

@@ -110,7 +110,8 @@ def print_summary(matrix: dict[str, Any], report_dir: Path, console: Console | N
 
 def render_summary(matrix: dict[str, Any], report_dir: Path, colour: bool, width: int) -> str:
     """The coloured summary as text with ANSI codes (or without, `colour` False), for pytest's terminal."""
-    console = Console(file=io.StringIO(), force_terminal=colour, color_system="standard" if colour else None,
+    text = io.StringIO()
+    console = Console(file=text, force_terminal=colour, color_system="standard" if colour else None,
                       width=width, highlight=False, soft_wrap=True)
     print_summary(matrix, report_dir, console)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    return text.getvalue()
