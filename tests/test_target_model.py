@@ -69,3 +69,11 @@ def test_literal_key_file_hint(tmp_path: Path) -> None:
 def test_suggested_variable_is_a_valid_name() -> None:
     assert suggested_variable("01-plc", "admin") == "_01_PLC_ADMIN_PASSWORD"
     assert suggested_variable("plc01", "admin") == "PLC01_ADMIN_PASSWORD"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "targets").rglob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_target_file_loads(path: Path) -> None:
+    """The shipped targets and the annotated example a lab copies hold to the strict model as they stand."""
+    spec = load_target(path)
+    assert spec.schema_version == 1
