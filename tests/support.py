@@ -315,3 +315,23 @@ class CountingDevice:
     def close(self) -> None:
         self._stop.set()
         self._server.close()
+
+
+class Syslog:
+    """A UDP collector on 127.0.0.1 for an emulated device's forwarded audit records."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.address = self.sock.getsockname()
+        self.seen: list[str] = []
+
+    def wait_for(self, *texts: str, timeout: float = 2.0) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                self.seen.append(self.sock.recv(65536).decode())
+            if match := next((line for line in self.seen if all(t in line for t in texts)), None):
+                return match
+        return None

@@ -22,7 +22,7 @@ import paramiko
 import pytest
 from iec62443_harness import labs
 
-from tests.support import fault
+from tests.support import Syslog, fault
 
 pytestmark = pytest.mark.timeout(60)
 SWITCH_DI = 10  # sl2's enclosure switch
@@ -118,27 +118,6 @@ def revision(running: labs.Running) -> str:
     reply = modbus(running, bytes([0x2B, 0x0E, 0x04, 0x02]))
     assert reply[:3] == bytes([0x2B, 0x0E, 0x04]) and reply[7] == 0x02, reply.hex()
     return reply[9:9 + reply[8]].decode()
-
-
-class Syslog:
-    """A UDP collector on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.address = self.sock.getsockname()
-        self.seen: list[str] = []
-
-    def wait_for(self, *texts: str, timeout: float = 2.0) -> str | None:
-        """The first datagram holding every one of `texts`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                self.seen.append(self.sock.recv(65536).decode())
-            if match := next((line for line in self.seen if all(t in line for t in texts)), None):
-                return match
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ audit records the shell's log forwards as syslog.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import socket
@@ -21,29 +20,11 @@ import httpx
 import pytest
 from iec62443_harness import labs
 
+from tests.support import Syslog
+
 pytestmark = pytest.mark.timeout(60)
 BANNER = "Authorized use only. Activity is logged."
 FOREIGN = "https://attacker.invalid"
-
-
-class Syslog:
-    """The device's audit records, as it forwards them to a UDP collector on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.address = self.sock.getsockname()
-        self.seen: list[str] = []
-
-    def wait_for(self, *texts: str, timeout: float = 2.0) -> str | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                self.seen.append(self.sock.recv(65536).decode())
-            if match := next((line for line in self.seen if all(t in line for t in texts)), None):
-                return match
-        return None
 
 
 @pytest.fixture(scope="module")
