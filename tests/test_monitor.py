@@ -15,8 +15,10 @@ from iec62443_harness.errors import HarnessError
 from iec62443_harness.evidence import Evidence
 from iec62443_harness.fixtures.drivers.errors import ConnectionLost, DeviceTimeout
 from iec62443_harness.fixtures.monitor import (
+    HANDOVER_MAX_S,
     EssentialFunctionAbsent,
     EssentialFunctionMonitor,
+    Sighting,
     judge,
     monitor_for,
 )
@@ -330,6 +332,62 @@ def test_wait_baseline_raises_when_the_function_is_absent() -> None:
     with EssentialFunctionMonitor(ef(COIL), lambda: FakeModbus(clock), Evidence()) as mon, \
             pytest.raises(EssentialFunctionAbsent, match="0 transitions of the coil 0 toggling"):
         mon.wait_baseline(0.3)
+
+
+# --- one window handing the function over to the next
+
+SLOW = CoilToggle(address=0, high_s=1.0, low_s=1.0)  # phases long enough that a busy host hands over in time
+
+
+def test_a_window_opens_with_the_sound_window_befores_last_transition() -> None:
+    clock, sightings = Clock(high=1.0, low=1.0), {}
+    with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), Evidence(), sightings=sightings) as one:
+        one.wait_running()
+    seen = sightings["coil 0 toggling 1 s high / 1 s low"]
+    assert seen.at == one.transitions[-1][0] and seen.via == "modbus_tcp"
+    evidence = Evidence()
+    with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), evidence, sightings=sightings) as two:
+        asked = time.monotonic()
+        two.wait_running()
+        waited = time.monotonic() - asked
+        two.wait_baseline(3.0, transitions=2)  # then a transition of its own, judged against the one taken over
+    two.check()
+    assert two.carried == seen and waited < 0.5
+    assert two.window_start == seen.at and two.result.transitions >= 2 and two.result.conclusive
+    assert "window opened with coil 0 -> " in "\n".join(evidence.lines())
+
+
+def _sighting(value: bool, *, age: float, unwatched: float) -> Sighting:
+    now = time.monotonic()
+    return Sighting(SLOW, now - age, value, now - unwatched, "modbus_rtu")
+
+
+@pytest.mark.parametrize(("seen", "why"), [
+    (lambda: _sighting(False, age=0.1, unwatched=0.05), "its first sample shows another value"),
+    (lambda: _sighting(True, age=0.95, unwatched=0.05), "its next transition was due"),
+    (lambda: _sighting(True, age=HANDOVER_MAX_S + 0.2, unwatched=HANDOVER_MAX_S + 0.1), "unwatched too long"),
+    (lambda: Sighting(COIL, time.monotonic() - 0.05, True, time.monotonic(), "modbus_rtu"), "another signal"),
+], ids=["value", "due", "unwatched", "signal"])
+def test_no_window_is_opened_with_a_sighting_that_cannot_vouch(seen: Any, why: str) -> None:
+    clock = Clock(high=1.0, low=1.0)
+    clock.frozen = clock.t0 + 0.5  # the coil stays high
+    sighting = seen()
+    with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), Evidence(),
+                                  sightings={"coil 0 toggling 1 s high / 1 s low": sighting}) as mon:
+        wait_for(lambda: mon._state is not None, 1.0)
+        assert mon.carried is None, why
+        assert mon.transitions == []
+
+
+def test_a_window_that_lost_the_function_vouches_for_nothing() -> None:
+    clock, sightings = Clock(high=0.2, low=0.4), {}
+    with pytest.raises(AssertionError), \
+            EssentialFunctionMonitor(ef(COIL, 0.45), lambda: FakeModbus(clock), Evidence(), sightings=sightings) as mon:
+        mon.wait_running()
+        clock.stall()
+        wait_for(lambda: mon.halted, 2.0)
+        raise HarmHalted("stopped")
+    assert sightings == {}
 
 
 def test_a_halt_inside_the_window_ends_the_test_as_a_fail() -> None:
