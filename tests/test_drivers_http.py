@@ -157,6 +157,8 @@ def test_a_pin_mismatch_sends_nothing(cert, tmp_path: Path) -> None:  # type: ig
         ok = driver(app.base_url, certificate_sha256=[_fp(other.der), _fp(cert.der).upper()])
         assert ok.try_login(*ADMIN).outcome is WebLoginOutcome.ACCEPTED
         assert driver(app.base_url).peer_certificate() == cert.der
+        with pytest.raises(CertificateMismatch, match="not a pinned one"):  # the liveness handshake too
+            driver(app.base_url, certificate_sha256=_fp(other.der)).peer_certificate()
 
 
 def test_a_ca_file_verifies_chain_and_name(cert, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
