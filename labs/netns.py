@@ -92,7 +92,8 @@ def run_in(ns: str, fn: Callable[[], T], timeout: float = 10.0) -> T:
     return result["value"]  # type: ignore[return-value]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` still exists (the owner a namespace's name records)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +138,7 @@ def own_namespaces() -> dict[str, tuple[int, int]]:
 
 def sweep() -> list[str]:
     """Remove the device namespaces whose owner process is gone (a harness killed before it could clean up)."""
-    stale = [name for name, (owner, _) in own_namespaces().items() if not _alive(owner)]
+    stale = [name for name, (owner, _) in own_namespaces().items() if not alive(owner)]
     for name in stale:
         with contextlib.suppress(LabError):
             ip("link", "delete", _host_link(int(_OWN_NAME.match(name)[2])))  # type: ignore[index]

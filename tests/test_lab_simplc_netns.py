@@ -128,3 +128,24 @@ def test_without_namespaces_loopback_said_once_or_refused(monkeypatch: pytest.Mo
     said = [r for r in caplog.records if "no address of its own" in r.getMessage()]
     assert len(said) == 1 and "CR 7.7" in said[0].getMessage()
     assert all(r.own is None and r.endpoints["modbus_tcp"]["host"] == "127.0.0.1" for r in started)
+
+
+@needs_netns
+def test_qemu_guest_namespaces_of_a_gone_owner_are_swept() -> None:
+    """The QEMU lab's zone and network namespaces record their maker's pid: a start sweeps those of a process
+    that is gone, never those of one alive (this test's own)."""
+    from iec62443_harness.labs.qemu import netns as qemu_netns
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = qemu_netns.prefix("qplc").replace(f"-{os.getpid()}-", f"-{gone.pid}-") + "-rtr"
+    mine = qemu_netns.prefix("qnet") + "-a"
+    for name in (dead, mine):
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        swept = qemu_netns.sweep()
+        assert dead in swept and mine not in swept
+        assert not os.path.exists(f"{netns.NETNS_DIR}/{dead}") and os.path.exists(f"{netns.NETNS_DIR}/{mine}")
+    finally:
+        for name in (dead, mine):
+            netns.delete(name)

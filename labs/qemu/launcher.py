@@ -39,7 +39,16 @@ from iec62443_harness.labs.qemu.build import (
     new_key,
     sign,
 )
-from iec62443_harness.labs.qemu.netns import GUEST_IP, GUEST_MAC, SEGMENTS, Segments, Zones, unavailable
+from iec62443_harness.labs.qemu.netns import (
+    GUEST_IP,
+    GUEST_MAC,
+    SEGMENTS,
+    Segments,
+    Zones,
+    prefix,
+    sweep,
+    unavailable,
+)
 
 QEMU = "qemu-system-x86_64"
 PROFILES = ("weak", "hardened")
@@ -268,8 +277,10 @@ class QemuDevice:
             "-pidfile", str(self._workdir / "qemu.pid"),
         ]
         self._proc: subprocess.Popen[bytes] | None = None
+        if zones or networks:
+            sweep()  # what a killed harness left behind
         if zones:
-            self.zones = Zones(f"qplc-{secrets.token_hex(3)}")
+            self.zones = Zones(prefix("qplc"))
             try:
                 self.zones.create()
             except LabError:
@@ -279,7 +290,7 @@ class QemuDevice:
         # Optional: two networks of its own (netns.Segments, CR 5.1); handed over as endpoints["networks"].
         self.segments: Segments | None = None
         if networks:
-            self.segments = Segments(f"qnet-{secrets.token_hex(3)}")
+            self.segments = Segments(prefix("qnet"))
             try:
                 self.segments.create()
             except LabError:

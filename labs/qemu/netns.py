@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import secrets
 import struct
 import subprocess
 from dataclasses import dataclass
 
 from iec62443_harness.labs import LabError
+from iec62443_harness.labs.netns import NETNS_DIR, alive, delete, run_in
 from iec62443_harness.labs.netns import ip as _ip
-from iec62443_harness.labs.netns import run_in
 from iec62443_harness.labs.netns import unavailable as _unavailable
 
 GUEST_IP = "10.62.1.10"
@@ -39,6 +41,27 @@ table inet conduit {{
 """
 _TUNSETIFF = 0x400454CA
 _IFF_TAP, _IFF_NO_PI = 0x0002, 0x1000
+
+
+_OWNED = re.compile(r"^(?:qplc|qnet)-(\d+)-[0-9a-f]+-\w+$")  # KIND-OWNERPID-TOKEN-ZONE
+
+
+def prefix(kind: str) -> str:
+    """A fresh name prefix for one guest's namespaces ('qplc' zones, 'qnet' networks) that records the process
+    making them, so that a later start can sweep them once that process is gone (a harness killed mid-run)."""
+    return f"{kind}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def sweep() -> list[str]:
+    """Delete the guests' namespaces whose owner process is gone; the names deleted."""
+    try:
+        names = os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return []
+    stale = [name for name in names if (m := _OWNED.match(name)) and not alive(int(m[1]))]
+    for name in stale:
+        delete(name)  # its veths and taps go with it
+    return stale
 
 
 def unavailable() -> str | None:
