@@ -30,20 +30,11 @@ import pytest
 from iec62443_harness.fixtures.drivers.http import FOREIGN_ORIGIN, WebLoginOutcome, show_secret
 from iec62443_harness.fixtures.outcomes import inconclusive, manual
 from iec62443_harness.fixtures.session_ids import MIN_BITS, analyse
+from iec62443_harness.fixtures.web_sessions import confirmed_session, replayed_alive, web_record
 
 MAX_IDLE_WAIT_S = 600.0  # longer idle time-outs are for a human with a stopwatch (the backstop is 900 s)
-
-
-def _web(target, interface: str):  # type: ignore[no-untyped-def]
-    """The interface's record, with a login and a session cookie to judge; manual when the file has neither."""
-    rec = target.require(interface)
-    if rec.login is None or rec.session_cookie is None:
-        missing = "login" if rec.login is None else "session_cookie"
-        manual(f"interfaces.{interface}.{missing} is not declared: no session to observe",
-               [f"Declare interfaces.{interface}.login and session_cookie in the target file and rerun, or:",
-                "Log in through a browser; confirm the session cookie is random, changes at login and dies at "
-                "logout and after the idle time-out."])
-    return rec
+BY_HAND = ("Log in through a browser; confirm the session cookie is random, changes at login and dies at logout "
+           "and after the idle time-out.")
 
 
 def _account(target, interface: str):  # type: ignore[no-untyped-def]
@@ -54,41 +45,9 @@ def _account(target, interface: str):  # type: ignore[no-untyped-def]
     return creds
 
 
-def _need(rec, what: str, interface: str) -> None:  # type: ignore[no-untyped-def]
-    login = rec.login
-    missing = {"logout": login.logout is None, "session_probe": login.session_probe is None}[what]
-    if missing:
-        manual(f"interfaces.{interface}.login.{what} is not declared: the check cannot be driven",
-               [f"Declare interfaces.{interface}.login.{what} and rerun, or: log in, copy the session cookie, end the "
-                "session, and confirm a request carrying the copied cookie is refused."])
-
-
-def _logged_in_fresh(https, rec, sid: str, evidence, why: str) -> bool:  # type: ignore[no-untyped-def]
-    """Whether `sid`, replayed alone from another client, still gives a session."""
-    with https.client() as replay:
-        replay.jar[rec.session_cookie] = sid
-        alive = https.logged_in(replay)
-    evidence.add("check", f"{why}: id {show_secret(sid)} replayed from another client -> "
-                          f"{'LOGGED IN' if alive else 'refused'}")
-    return alive
-
-
-def _confirmed_session(https, creds, evidence):  # type: ignore[no-untyped-def]
-    """A session the probe page shows as logged in (else nothing about ending it can be concluded)."""
-    session = https.session(creds.username, creds.password)
-    if session.session_id is None:
-        session.close()
-        inconclusive(f"the login set no {https.iface.session_cookie!r} cookie: check interfaces.https.session_cookie")
-    if not session.logged_in():
-        session.close()
-        inconclusive("the session probe page does not show a fresh session as logged in: check "
-                     "interfaces.https.login.session_probe and session_probe_marker")
-    return session
-
-
 @pytest.mark.judges("CR 3.8", over=["https"])
 def test_session_ids_cannot_be_guessed(target, https, interface, evidence):
-    rec = _web(target, interface)
+    rec = web_record(target, interface, "session_cookie", how=BY_HAND)
     creds = _account(target, interface)
     ids = []
     for _ in range(rec.session_samples):
@@ -110,7 +69,7 @@ def test_session_ids_cannot_be_guessed(target, https, interface, evidence):
 
 @pytest.mark.judges("CR 3.8", over=["https"])
 def test_new_session_id_at_login(target, https, interface, evidence):
-    rec = _web(target, interface)
+    rec = web_record(target, interface, "session_cookie", how=BY_HAND)
     creds = _account(target, interface)
     with https.client() as client:
         planted = secrets.token_hex(16)
@@ -126,7 +85,7 @@ def test_new_session_id_at_login(target, https, interface, evidence):
                          "session_cookie")
         assert post != pre, f"the session id {source} before login is still the session id after it (fixation)"
         if rec.login.session_probe is not None and pre is not None:
-            assert not _logged_in_fresh(https, rec, pre, evidence, "the pre-login id after login"), \
+            assert not replayed_alive(https, pre, evidence, "the pre-login id after login"), \
                 f"the session id {source} before login gives a logged-in session (fixation)"
         if rec.login.logout is not None:
             https.logout(client)
@@ -134,22 +93,19 @@ def test_new_session_id_at_login(target, https, interface, evidence):
 
 @pytest.mark.judges("CR 3.8", over=["https"])
 def test_session_id_dies_at_logout(target, https, interface, evidence):
-    rec = _web(target, interface)
-    _need(rec, "logout", interface)
-    _need(rec, "session_probe", interface)
+    web_record(target, interface, "session_cookie", "logout", "session_probe", how=BY_HAND)
     creds = _account(target, interface)
-    with _confirmed_session(https, creds, evidence) as session:
+    with confirmed_session(https, creds) as session:
         sid = session.session_id
         session.logout()
         evidence.add("check", "logged out")
-    assert not _logged_in_fresh(https, rec, sid, evidence, "after logout"), \
+    assert not replayed_alive(https, sid, evidence, "after logout"), \
         "the session id still gives a logged-in session after logout"
 
 
 @pytest.mark.judges("CR 3.8", over=["https"])
 def test_session_id_dies_when_idle(target, https, interface, evidence):
-    rec = _web(target, interface)
-    _need(rec, "session_probe", interface)
+    rec = web_record(target, interface, "session_cookie", "session_probe", how=BY_HAND)
     idle = target.spec.policies.session.idle_timeout_s
     if idle is None:
         manual("the target file declares no idle time-out (policies.session.idle_timeout_s)",
@@ -159,11 +115,11 @@ def test_session_id_dies_when_idle(target, https, interface, evidence):
         manual(f"the declared idle time-out ({idle:g} s) is longer than this harness waits ({MAX_IDLE_WAIT_S:g} s)",
                [f"Log in, leave the session idle for {idle:g} s, and confirm the next request is refused."])
     creds = _account(target, interface)
-    with _confirmed_session(https, creds, evidence) as session:
+    with confirmed_session(https, creds) as session:
         sid = session.session_id
         evidence.add("check", f"idle for {idle + grace:.1f} s (idle_timeout_s {idle:g} plus {grace:.1f} s)")
         time.sleep(idle + grace)  # nothing is sent meanwhile: the session's last activity was the probe
-        alive = _logged_in_fresh(https, rec, sid, evidence, f"after {idle + grace:.1f} s idle")
+        alive = replayed_alive(https, sid, evidence, f"after {idle + grace:.1f} s idle")
         if rec.login.logout is not None:
             session.logout()
     assert not alive, f"the session still works after {idle + grace:.1f} s idle (idle_timeout_s is {idle:g})"
@@ -171,7 +127,7 @@ def test_session_id_dies_when_idle(target, https, interface, evidence):
 
 @pytest.mark.judges("CR 3.8", over=["https"])
 def test_session_cookie_attributes(target, https, interface, evidence):
-    rec = _web(target, interface)
+    rec = web_record(target, interface, "session_cookie", how=BY_HAND)
     creds = _account(target, interface)
     with https.session(creds.username, creds.password) as session:
         cookie = session.client.seen.get(rec.session_cookie)
@@ -188,7 +144,7 @@ def test_session_cookie_attributes(target, https, interface, evidence):
 
 @pytest.mark.judges("CR 3.8", over=["https"])
 def test_forged_request_refused(target, https, interface, evidence):
-    rec = _web(target, interface)
+    rec = web_record(target, interface, "session_cookie", how=BY_HAND)
     action = rec.protected_action
     if action is None:
         manual(f"interfaces.{interface}.protected_action is not declared: no state-changing request to forge",
