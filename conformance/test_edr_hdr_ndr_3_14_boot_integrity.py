@@ -53,7 +53,8 @@ def _runs(target, within_s: float) -> tuple[bool, str]:  # type: ignore[no-untyp
     again): (it runs, what was seen)."""
     deadline = time.monotonic() + within_s
     while True:
-        monitor = monitor_for(target.registry, Evidence(head=0, tail=5))  # scratch: the timeline is not needed
+        # scratch (the timeline is not needed); a transition of its own, none handed over from before
+        monitor = monitor_for(target.registry, Evidence(head=0, tail=5), handover=False)
         started = time.monotonic()
         with monitor:
             try:

@@ -19,6 +19,7 @@ from iec62443_harness.fixtures.monitor import (
     EssentialFunctionAbsent,
     EssentialFunctionMonitor,
     Sighting,
+    Sightings,
     judge,
     monitor_for,
 )
@@ -337,14 +338,15 @@ def test_wait_baseline_raises_when_the_function_is_absent() -> None:
 # --- one window handing the function over to the next
 
 SLOW = CoilToggle(address=0, high_s=1.0, low_s=1.0)  # phases long enough that a busy host hands over in time
+SHORT = CoilToggle(address=0, high_s=0.3, low_s=0.3)
 
 
 def test_a_window_opens_with_the_sound_window_befores_last_transition() -> None:
-    clock, sightings = Clock(high=1.0, low=1.0), {}
+    clock, sightings = Clock(high=1.0, low=1.0), Sightings()
     with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), Evidence(), sightings=sightings) as one:
         one.wait_running()
-    seen = sightings["coil 0 toggling 1 s high / 1 s low"]
-    assert seen.at == one.transitions[-1][0] and seen.via == "modbus_tcp"
+    seen = sightings.get(SLOW)
+    assert seen is not None and seen.at == one.transitions[-1][0] and seen.via == "modbus_tcp"
     evidence = Evidence()
     with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), evidence, sightings=sightings) as two:
         asked = time.monotonic()
@@ -357,37 +359,73 @@ def test_a_window_opens_with_the_sound_window_befores_last_transition() -> None:
     assert "window opened with coil 0 -> " in "\n".join(evidence.lines())
 
 
-def _sighting(value: bool, *, age: float, unwatched: float) -> Sighting:
+def _sighting(value: bool, *, age: float, signal: CoilToggle = SLOW, resolution: float = 0.02) -> Sighting:
     now = time.monotonic()
-    return Sighting(SLOW, now - age, value, now - unwatched, "modbus_rtu")
+    return Sighting(signal, now - age, value, now - age / 2, "modbus_rtu", resolution)
 
 
 @pytest.mark.parametrize(("seen", "why"), [
-    (lambda: _sighting(False, age=0.1, unwatched=0.05), "its first sample shows another value"),
-    (lambda: _sighting(True, age=0.95, unwatched=0.05), "its next transition was due"),
-    (lambda: _sighting(True, age=HANDOVER_MAX_S + 0.2, unwatched=HANDOVER_MAX_S + 0.1), "unwatched too long"),
-    (lambda: Sighting(COIL, time.monotonic() - 0.05, True, time.monotonic(), "modbus_rtu"), "another signal"),
-], ids=["value", "due", "unwatched", "signal"])
+    (lambda: _sighting(False, age=0.05), "its first sample shows another value"),
+    (lambda: _sighting(True, age=HANDOVER_MAX_S + 0.1), "too old"),
+    (lambda: _sighting(True, age=0.22, signal=SHORT), "its next transition was due"),
+    (lambda: _sighting(True, age=0.05, resolution=0.2), "timestamped less exactly"),
+    (lambda: _sighting(True, age=0.05, signal=COIL), "another signal"),
+], ids=["value", "old", "due", "resolution", "signal"])
 def test_no_window_is_opened_with_a_sighting_that_cannot_vouch(seen: Any, why: str) -> None:
     clock = Clock(high=1.0, low=1.0)
-    clock.frozen = clock.t0 + 0.5  # the coil stays high
-    sighting = seen()
-    with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), Evidence(),
-                                  sightings={"coil 0 toggling 1 s high / 1 s low": sighting}) as mon:
+    clock.frozen = clock.t0 + 0.1  # the coil stays high
+    sighting, sightings = seen(), Sightings()
+    sightings.put(sighting, sightings.generation)
+    signal = SHORT if sighting.signal == SHORT else SLOW
+    with EssentialFunctionMonitor(ef(signal, 1.5), lambda: FakeModbus(clock), Evidence(),
+                                  sightings=sightings) as mon:
         wait_for(lambda: mon._state is not None, 1.0)
         assert mon.carried is None, why
         assert mon.transitions == []
 
 
+def test_a_fresh_sighting_is_taken_and_a_forgotten_one_not() -> None:
+    clock = Clock(high=1.0, low=1.0)
+    clock.frozen = clock.t0 + 0.1
+    sightings = Sightings()
+    for forget in (False, True):
+        sightings.put(_sighting(True, age=0.05), sightings.generation)
+        if forget:
+            sightings.forget()
+        with EssentialFunctionMonitor(ef(SLOW, 1.5), lambda: FakeModbus(clock), Evidence(),
+                                      sightings=sightings) as mon:
+            wait_for(lambda m=mon: m._state is not None, 1.0)
+            assert (mon.carried is None) is forget
+
+
+def test_a_window_open_across_a_restart_records_nothing() -> None:
+    clock, sightings = Clock(high=0.2, low=0.4), Sightings()
+    with EssentialFunctionMonitor(ef(COIL, 0.6), lambda: FakeModbus(clock), Evidence(), sightings=sightings) as mon:
+        mon.wait_running()
+        sightings.forget()  # the device restarted while this window was open
+    mon.check()
+    assert len(sightings) == 0
+
+
+def test_event_signals_are_never_handed_over() -> None:
+    clock, sightings = Clock(), Sightings()
+    with EssentialFunctionMonitor(ef(BEAT), lambda: FakeCan(clock), Evidence(), sightings=sightings) as one:
+        one.wait_running()
+    assert sightings.get(BEAT) is not None
+    with EssentialFunctionMonitor(ef(BEAT), lambda: FakeCan(clock), Evidence(), sightings=sightings) as two:
+        two.wait_running()
+    assert two.carried is None and two.transitions[0][0] > one.transitions[-1][0]
+
+
 def test_a_window_that_lost_the_function_vouches_for_nothing() -> None:
-    clock, sightings = Clock(high=0.2, low=0.4), {}
+    clock, sightings = Clock(high=0.2, low=0.4), Sightings()
     with pytest.raises(AssertionError), \
             EssentialFunctionMonitor(ef(COIL, 0.45), lambda: FakeModbus(clock), Evidence(), sightings=sightings) as mon:
         mon.wait_running()
         clock.stall()
         wait_for(lambda: mon.halted, 2.0)
         raise HarmHalted("stopped")
-    assert sightings == {}
+    assert len(sightings) == 0
 
 
 def test_a_halt_inside_the_window_ends_the_test_as_a_fail() -> None:
