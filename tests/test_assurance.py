@@ -12,6 +12,7 @@ from iec62443_harness.evidence import Evidence
 from iec62443_harness.fixtures.audit_log import Snapshot, compare, parse_jsonl
 from iec62443_harness.fixtures.lab import lab_action
 from iec62443_harness.fixtures.outcomes import Inconclusive, NotRun
+from iec62443_harness.fixtures.registry import Registry
 from iec62443_harness.target import load_target
 
 BASE = """\
@@ -61,7 +62,7 @@ assurance:
     broken: {{description: a relay that is not there, command: "/nonexistent/relay on", undo: /bin/true}}
     failing: {{description: a relay that says no, command: /bin/false, undo: /bin/true, settle_s: 0}}
 """))
-    return SimpleNamespace(spec=spec, name="bench", emulator=None, flag=flag)
+    return SimpleNamespace(spec=spec, name="bench", emulator=None, flag=flag, registry=Registry(spec))
 
 
 def _write(tmp_path: Path, extra: str) -> Path:
@@ -72,10 +73,14 @@ def _write(tmp_path: Path, extra: str) -> Path:
 
 def test_a_lab_command_runs_and_is_undone(tmp_path: Path) -> None:
     target, evidence = _target(tmp_path), Evidence()
+    before = target.registry.sightings.generation
     with lab_action(target, "door", evidence) as performed:  # type: ignore[arg-type]
         assert target.flag.exists() and performed.action.description == "the door opens"
+        during = target.registry.sightings.generation
     assert not target.flag.exists()
     assert any("door undone" in line for line in evidence.lines())
+    # what the essential function did before the action (or during it) vouches for nothing after it
+    assert before < during < target.registry.sightings.generation
 
 
 def test_a_lab_action_needs_allow_config_changes_before_anything_runs(tmp_path: Path) -> None:
@@ -95,7 +100,8 @@ def test_an_emulator_fault_without_an_emulator_is_not_run(tmp_path: Path) -> Non
     spec = load_target(_write(tmp_path, "safety: {allow_config_changes: true}\nassurance: {lab_actions: "
                                         "{door: {description: door, fault: tamper}}}\n"))
     with pytest.raises(NotRun, match="runs no emulator"), \
-            lab_action(SimpleNamespace(spec=spec, name="bench", emulator=None), "door", Evidence()):  # type: ignore[arg-type]
+            lab_action(SimpleNamespace(spec=spec, name="bench", emulator=None, registry=Registry(spec)), "door",  # type: ignore[arg-type]
+                       Evidence()):
         pass
 
 
