@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 from iec62443_harness.fixtures import progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,18 +16,23 @@ FUZZ = ["conformance/test_cr_3_05_input_validation.py", "--target", "sim-plc", "
         "--fuzz-seconds", "1.5", "--seed", "4242", "-p", "no:cacheprovider"]
 
 
-def test_a_progress_line_is_throttled_cleared_and_summarised() -> None:
+def test_a_progress_line_is_throttled_cleared_and_summarised(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]  # stepped by hand: the throttle is judged on the clock, never on this machine's speed
+    monkeypatch.setattr(progress, "_now", lambda: clock[0])
     drawn, cleared, summaries = [], [], []
     progress.install(progress.Sink(drawn.append, lambda: cleared.append(1), summaries.append))
     try:
         with progress.progress("fuzz modbus_tcp", budget_s=10, seed=7) as bar:
             for n in range(1, 1001):
                 bar.update(n)
-            time.sleep(0.3)
+                clock[0] += 0.0001  # a thousand updates in 0.1 s
+            clock[0] += 0.3
             bar.update(2000)
     finally:
         progress.install(None)
-    assert 1 <= len(drawn) <= 3  # throttled: a tight loop does not write the terminal a thousand times
+    # throttled: a tight loop does not write the terminal a thousand times, only its first update and the one
+    # after a quarter second
+    assert 1 <= len(drawn) <= 3 and len(drawn) == 2
     assert "fuzz modbus_tcp: 2000 cases" in drawn[-1] and "s left of 10 s" in drawn[-1] and "seed 7" in drawn[-1]
     assert cleared == [1]
     assert len(summaries) == 1 and "2000 cases in" in summaries[0] and "repeat with --seed 7" in summaries[0]
