@@ -127,23 +127,33 @@ def _locked() -> Iterator[None]:
 _OWN_NAME = re.compile(rf"^{OWN_PREFIX}-(\d+)-(\d+)$")
 
 
-def own_namespaces() -> dict[str, tuple[int, int]]:
-    """Every device namespace there is: name -> (owner pid, subnet N)."""
+def named(pattern: re.Pattern[str]) -> list[re.Match[str]]:
+    """The namespaces whose names match `pattern` (group 1: the pid of the process that made them)."""
     try:
         names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
-        return {}
-    return {name: (int(m[1]), int(m[2])) for name in names if (m := _OWN_NAME.match(name))}
+        return []
+    return [m for name in names if (m := pattern.match(name))]
+
+
+def orphaned(pattern: re.Pattern[str]) -> list[re.Match[str]]:
+    """Those of them whose owner process is gone (a harness killed before it could clean up)."""
+    return [m for m in named(pattern) if not alive(int(m[1]))]
+
+
+def own_namespaces() -> dict[str, tuple[int, int]]:
+    """Every device namespace there is: name -> (owner pid, subnet N)."""
+    return {m[0]: (int(m[1]), int(m[2])) for m in named(_OWN_NAME)}
 
 
 def sweep() -> list[str]:
-    """Remove the device namespaces whose owner process is gone (a harness killed before it could clean up)."""
-    stale = [name for name, (owner, _) in own_namespaces().items() if not alive(owner)]
-    for name in stale:
+    """Remove the device namespaces whose owner process is gone, with the root side of their veth pair."""
+    stale = orphaned(_OWN_NAME)
+    for m in stale:
         with contextlib.suppress(LabError):
-            ip("link", "delete", _host_link(int(_OWN_NAME.match(name)[2])))  # type: ignore[index]
-        delete(name)
-    return stale
+            ip("link", "delete", _host_link(int(m[2])))
+        delete(m[0])
+    return [m[0] for m in stale]
 
 
 def _host_link(n: int) -> str:

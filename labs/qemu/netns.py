@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass
 
 from iec62443_harness.labs import LabError
-from iec62443_harness.labs.netns import NETNS_DIR, alive, delete, run_in
+from iec62443_harness.labs.netns import delete, orphaned, run_in
 from iec62443_harness.labs.netns import ip as _ip
 from iec62443_harness.labs.netns import unavailable as _unavailable
 
@@ -54,11 +54,7 @@ def prefix(kind: str) -> str:
 
 def sweep() -> list[str]:
     """Delete the guests' namespaces whose owner process is gone; the names deleted."""
-    try:
-        names = os.listdir(NETNS_DIR)
-    except FileNotFoundError:
-        return []
-    stale = [name for name in names if (m := _OWNED.match(name)) and not alive(int(m[1]))]
+    stale = [m[0] for m in orphaned(_OWNED)]
     for name in stale:
         delete(name)  # its veths and taps go with it
     return stale
