@@ -41,7 +41,8 @@ from iec62443_harness.fixtures.lifecycle import (
     sbom_components,
     truncated,
 )
-from iec62443_harness.fixtures.shell import CHANGES, lifecycle_changes
+from iec62443_harness.fixtures.monitor import Sightings
+from iec62443_harness.fixtures.shell import CHANGES, ManagementShell, lifecycle_changes
 from iec62443_harness.target import TargetSpec, find_target_file, load_target, resolve_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +155,35 @@ def test_lifecycle_operations_are_never_a_side_effect() -> None:
             "system_purge"} <= changes
     assert not changes & {"firmware_show", "config_show", "config_show_json", "inventory", "inventory_json"}
     assert {"firmware_apply", "system_purge", "backup_restore"} <= CHANGES  # CR 3.7 and 2.1 leave them alone
+
+
+
+def test_a_changing_shell_operation_forgets_the_function_seen_before() -> None:
+    """Whoever runs it (a suite's shell or the lifecycle driver): after a change, the essential function must be
+    seen anew before an attack may start (fixtures.monitor.Sightings)."""
+    spec = load_target(find_target_file("sim-plc"))
+    allowed = SimpleNamespace(require=lambda _: None, check_write=lambda *_: None)
+    target = SimpleNamespace(spec=spec, registry=SimpleNamespace(sightings=Sightings()), guard=lambda _: allowed)
+    sent = []
+
+    class Session:
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def run(self, command: str, timeout: float | None = None):  # type: ignore[no-untyped-def]
+            sent.append(command)
+            return SimpleNamespace(output="ok", exit_status=0)
+
+    shell = ManagementShell(target, SimpleNamespace(session=lambda *_: Session()))  # type: ignore[arg-type]
+    creds = SimpleNamespace(username="u", password="p")
+    shell.run(creds, "config_show")  # type: ignore[arg-type]
+    assert target.registry.sightings.generation == 0
+    shell.run(creds, "config_set", key="k", value="v")  # type: ignore[arg-type]
+    assert target.registry.sightings.generation == 1
+    assert sent == ["config show", "config set k v"]
 
 
 def test_file_references_resolve_without_redaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
